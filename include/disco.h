@@ -1,0 +1,20 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * disco: Julia's Distributed programming model for C programs.
+ *
+ * This umbrella header includes the whole public API:
+ *   disco/status.h   status codes, disco_strerror
+ *   disco/error.h    error detail objects, the task-local last error
+ *   disco/task.h     tasks, scheduler, @sync, sleep/timedwait, events,
+ *                    mutexes, conditions
+ *   disco/channel.h  local channels
+ */
+#ifndef DISCO_H
+#define DISCO_H
+
+#include "disco/status.h"
+#include "disco/error.h"
+#include "disco/task.h"
+#include "disco/channel.h"
+
+#endif /* DISCO_H */

@@ -1,0 +1,401 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Scheduler threads: start/stop, the worker loop, finding work, idling. */
+#include <hwloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/error_slot.h"
+#include "base/env.h"
+#include "sched/futex.h"
+#include "sched/sched.h"
+
+#ifdef DISCO_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef DISCO_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define DEFAULT_STACK_SIZE (256 * 1024)
+#define SPIN_ROUNDS 256    /* idle polls before a worker sleeps */
+#define INJECT_EVERY 61    /* check the injection queue for fairness */
+
+static struct {
+    pthread_mutex_t lock; /* start/stop only */
+    atomic_bool running;
+    atomic_bool stopping;
+    unsigned n;
+    disco__worker *workers;
+    disco__inject inject;
+    size_t stack_size;
+    bool bind;
+    hwloc_topology_t topo;
+    /* Idle workers sleep on epoch; a producer bumps it to wake one.
+     * `searching` counts workers spinning for work: while one spins, a
+     * producer need not wake a sleeper (and pay a futex syscall). */
+    _Alignas(64) _Atomic uint32_t epoch;
+    _Atomic unsigned sleepers;
+    _Atomic unsigned searching;
+    _Alignas(64) _Atomic int64_t foreign_spawned;
+} S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static __thread disco__worker *tls_worker;
+static __thread disco_error *tls_error; /* last error outside tasks */
+
+__attribute__((noinline)) disco__worker *disco__self(void)
+{
+    /* The empty asm keeps the compiler from caching the TLS address across
+     * calls in inlined callers: a task may move to another thread. */
+    __asm__ __volatile__("" ::: "memory");
+    return tls_worker;
+}
+
+disco_error **disco__error_slot(void)
+{
+    disco__worker *w = disco__self();
+    if (w && w->current)
+        return &w->current->err;
+    return &tls_error;
+}
+
+disco_task *disco_current_task(void)
+{
+    disco__worker *w = disco__self();
+    return w ? w->current : NULL;
+}
+
+size_t disco__default_stack_size(void) { return S.stack_size; }
+
+void disco__count_foreign_spawn(int delta)
+{
+    atomic_fetch_add_explicit(&S.foreign_spawned, delta, memory_order_relaxed);
+}
+
+int64_t disco__tasks_live(void)
+{
+    int64_t live = atomic_load_explicit(&S.foreign_spawned, memory_order_relaxed);
+    for (unsigned i = 0; i < S.n; i++)
+        live += (int64_t)(atomic_load(&S.workers[i].spawned) -
+                          atomic_load(&S.workers[i].finished));
+    return live;
+}
+
+/* Wakes one sleeping worker if there is one. Called after new work became
+ * visible. */
+static void wake_one(void)
+{
+    /* seq_cst fence: pairs with the seq_cst decrement of searching in
+     * worker_idle. Either that worker's re-check sees our work, or we see
+     * it as a sleeper here (no longer searching) and wake it. */
+    atomic_thread_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&S.searching, memory_order_relaxed) == 0 &&
+        atomic_load_explicit(&S.sleepers, memory_order_relaxed) > 0) {
+        atomic_fetch_add_explicit(&S.epoch, 1, memory_order_release);
+        disco__futex_wake(&S.epoch, 1);
+    }
+}
+
+void disco__schedule(disco_task *t)
+{
+    disco__worker *w = disco__self();
+    if (w) {
+        if (disco__deque_push(&w->deque, t) != 0)
+            disco__inject_push(&S.inject, t); /* deque could not grow */
+    } else {
+        disco__inject_push(&S.inject, t);
+    }
+    wake_one();
+}
+
+static uint64_t xorshift(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    return *s = x;
+}
+
+static disco_task *steal_any(disco__worker *w)
+{
+    if (S.n < 2)
+        return NULL;
+    unsigned start = (unsigned)(xorshift(&w->rng) % S.n);
+    for (unsigned k = 0; k < S.n; k++) {
+        disco__worker *v = &S.workers[(start + k) % S.n];
+        if (v == w)
+            continue;
+        void *t;
+        while ((t = disco__deque_steal(&v->deque)) == DISCO__DEQUE_ABORT)
+            disco__cpu_relax();
+        if (t)
+            return t;
+    }
+    return NULL;
+}
+
+static disco_task *find_work(disco__worker *w)
+{
+    disco_task *t;
+    if (++w->tick % INJECT_EVERY == 0 && (t = disco__inject_try_pop(&S.inject)))
+        return t;
+    if ((t = disco__deque_pop(&w->deque)))
+        return t;
+    if (disco__timer_next() != UINT64_MAX &&
+        disco__timer_run_due(disco__now_ns()) &&
+        (t = disco__deque_pop(&w->deque)))
+        return t;
+    if ((t = disco__inject_try_pop(&S.inject)))
+        return t;
+    return steal_any(w);
+}
+
+static bool work_visible(void)
+{
+    if (!disco__inject_empty(&S.inject))
+        return true;
+    for (unsigned i = 0; i < S.n; i++)
+        if (!disco__deque_empty(&S.workers[i].deque))
+            return true;
+    return disco__timer_next() <= disco__now_ns();
+}
+
+/* Called by a searching worker that found nothing for a while: it stops
+ * searching and sleeps until woken or the next timer is due. */
+static void worker_idle(void)
+{
+    uint32_t epoch = atomic_load_explicit(&S.epoch, memory_order_acquire);
+    atomic_fetch_add_explicit(&S.sleepers, 1, memory_order_seq_cst);
+    /* seq_cst: pairs with the fence in wake_one (see there). */
+    atomic_fetch_sub_explicit(&S.searching, 1, memory_order_seq_cst);
+    if (!work_visible() && !atomic_load(&S.stopping)) {
+        uint64_t next = disco__timer_next(), timeout = UINT64_MAX;
+        if (next != UINT64_MAX) {
+            uint64_t now = disco__now_ns();
+            timeout = next > now ? next - now : 0;
+        }
+        if (timeout)
+            disco__futex_wait(&S.epoch, epoch, timeout);
+    }
+    atomic_fetch_add_explicit(&S.searching, 1, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&S.sleepers, 1, memory_order_relaxed);
+}
+
+static void bind_worker(disco__worker *w)
+{
+    if (!S.bind || !S.topo)
+        return;
+    hwloc_cpuset_t set = hwloc_bitmap_alloc();
+    if (!set)
+        return;
+    /* Bind to the index-th core of the process's cpuset, cycling. */
+    if (hwloc_get_cpubind(S.topo, set, HWLOC_CPUBIND_PROCESS) == 0) {
+        int ncores = hwloc_get_nbobjs_inside_cpuset_by_type(S.topo, set,
+                                                            HWLOC_OBJ_CORE);
+        if (ncores > 0) {
+            hwloc_obj_t core = hwloc_get_obj_inside_cpuset_by_type(
+                S.topo, set, HWLOC_OBJ_CORE, w->index % (unsigned)ncores);
+            if (core && core->cpuset)
+                hwloc_set_cpubind(S.topo, core->cpuset, HWLOC_CPUBIND_THREAD);
+        }
+    }
+    hwloc_bitmap_free(set);
+}
+
+static void *worker_main(void *arg)
+{
+    disco__worker *w = arg;
+    tls_worker = w;
+    bind_worker(w);
+    disco__stack_guard_thread_init();
+#ifdef DISCO_ASAN
+    pthread_attr_t attr;
+    if (pthread_getattr_np(pthread_self(), &attr) == 0) {
+        void *lo;
+        pthread_attr_getstack(&attr, &lo, &w->stack_size);
+        w->stack_lo = lo;
+        pthread_attr_destroy(&attr);
+    }
+#endif
+#ifdef DISCO_TSAN
+    w->tsan_fiber = __tsan_get_current_fiber();
+#endif
+    unsigned idle = 0;
+    bool searching = false;
+    for (;;) {
+        disco_task *t = find_work(w);
+        if (t) {
+            /* The last searcher to find work wakes a sleeper to take over
+             * the search: there may be more where this came from. */
+            if (searching &&
+                atomic_fetch_sub_explicit(&S.searching, 1, memory_order_seq_cst) == 1)
+                wake_one();
+            searching = false;
+            idle = 0;
+            disco__task_run(w, t);
+            continue;
+        }
+        if (atomic_load_explicit(&S.stopping, memory_order_acquire))
+            break;
+        if (!searching) {
+            searching = true;
+            atomic_fetch_add_explicit(&S.searching, 1, memory_order_seq_cst);
+        }
+        if (++idle < SPIN_ROUNDS) {
+            disco__cpu_relax();
+        } else {
+            worker_idle(); /* returns searching again */
+            idle = 0;
+        }
+    }
+    if (searching)
+        atomic_fetch_sub_explicit(&S.searching, 1, memory_order_relaxed);
+    disco__stack_guard_thread_fini();
+    tls_worker = NULL;
+    return NULL;
+}
+
+static unsigned default_nthreads(void)
+{
+    long env = disco__env_long("DISCO_THREADS", 0);
+    if (env > 0)
+        return (unsigned)env;
+    int n = 0;
+    if (S.topo) {
+        hwloc_cpuset_t set = hwloc_bitmap_alloc();
+        if (set && hwloc_get_cpubind(S.topo, set, HWLOC_CPUBIND_PROCESS) == 0)
+            n = hwloc_get_nbobjs_inside_cpuset_by_type(S.topo, set,
+                                                       HWLOC_OBJ_CORE);
+        hwloc_bitmap_free(set);
+    }
+    return n > 0 ? (unsigned)n : 1;
+}
+
+static int start_locked(unsigned n)
+{
+    int rc = DISCO_ENOMEM;
+    if (hwloc_topology_init(&S.topo) == 0 && hwloc_topology_load(S.topo) != 0) {
+        hwloc_topology_destroy(S.topo);
+        S.topo = NULL;
+    }
+    if (!n)
+        n = default_nthreads();
+    S.stack_size = (size_t)disco__env_long("DISCO_STACK_SIZE", DEFAULT_STACK_SIZE);
+    if (S.stack_size < 16 * 1024)
+        S.stack_size = 16 * 1024;
+    S.bind = disco__env_long("DISCO_BIND", 1) != 0;
+    S.workers = calloc(n, sizeof(*S.workers));
+    if (!S.workers || disco__inject_init(&S.inject, 16) != 0)
+        goto fail;
+    S.n = n;
+    for (unsigned i = 0; i < n; i++) {
+        disco__worker *w = &S.workers[i];
+        w->index = i;
+        w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        if (disco__deque_init(&w->deque, 10) != 0) {
+            S.n = i;
+            goto fail_workers;
+        }
+    }
+    atomic_store(&S.stopping, false);
+    for (unsigned i = 0; i < n; i++) {
+        if (pthread_create(&S.workers[i].thread, NULL, worker_main,
+                           &S.workers[i]) != 0) {
+            rc = disco_error_set(DISCO_ESYS, "cannot start scheduler thread %u", i);
+            atomic_store(&S.stopping, true);
+            for (unsigned j = 0; j < i; j++)
+                pthread_join(S.workers[j].thread, NULL);
+            goto fail_workers;
+        }
+    }
+    atomic_store_explicit(&S.running, true, memory_order_release);
+    return 0;
+fail_workers:
+    for (unsigned i = 0; i < S.n; i++)
+        disco__deque_fini(&S.workers[i].deque);
+    disco__inject_fini(&S.inject);
+fail:
+    free(S.workers);
+    S.workers = NULL;
+    S.n = 0;
+    if (S.topo)
+        hwloc_topology_destroy(S.topo);
+    S.topo = NULL;
+    return rc;
+}
+
+int disco_sched_start(unsigned nthreads)
+{
+    pthread_mutex_lock(&S.lock);
+    int rc = atomic_load(&S.running) ? DISCO_EBUSY : start_locked(nthreads);
+    pthread_mutex_unlock(&S.lock);
+    return rc;
+}
+
+void disco__sched_ensure(void)
+{
+    /* acquire: pairs with the release store of running in start_locked. */
+    if (atomic_load_explicit(&S.running, memory_order_acquire))
+        return;
+    pthread_mutex_lock(&S.lock);
+    if (!atomic_load(&S.running) && start_locked(0) != 0) {
+        fprintf(stderr, "disco: cannot start the scheduler: %s\n",
+                disco_strerror(DISCO_ENOMEM));
+        abort();
+    }
+    pthread_mutex_unlock(&S.lock);
+}
+
+int disco_sched_stop(void)
+{
+    if (disco__self())
+        return disco_error_set(DISCO_ESTATE,
+                               "disco_sched_stop called from a scheduler thread");
+    pthread_mutex_lock(&S.lock);
+    if (!atomic_load(&S.running)) {
+        pthread_mutex_unlock(&S.lock);
+        return 0;
+    }
+    int64_t live = disco__tasks_live();
+    if (live != 0) {
+        pthread_mutex_unlock(&S.lock);
+        return disco_error_set(DISCO_EBUSY,
+                               "disco_sched_stop: %lld tasks still live",
+                               (long long)live);
+    }
+    atomic_store_explicit(&S.stopping, true, memory_order_release);
+    atomic_fetch_add(&S.epoch, 1);
+    disco__futex_wake(&S.epoch, (int)S.n);
+    for (unsigned i = 0; i < S.n; i++)
+        pthread_join(S.workers[i].thread, NULL);
+    for (unsigned i = 0; i < S.n; i++) {
+        disco__worker_drain_caches(&S.workers[i]);
+        disco__deque_fini(&S.workers[i].deque);
+    }
+    disco__inject_fini(&S.inject);
+    disco__task_depot_drain();
+    disco__timer_fini();
+    free(S.workers);
+    S.workers = NULL;
+    S.n = 0;
+    atomic_store(&S.foreign_spawned, 0);
+    hwloc_topology_destroy(S.topo);
+    S.topo = NULL;
+    atomic_store(&S.running, false);
+    pthread_mutex_unlock(&S.lock);
+    return 0;
+}
+
+unsigned disco_sched_nthreads(void)
+{
+    disco__sched_ensure();
+    return S.n;
+}
+
+/* Requeue after a yield: behind everything already waiting. */
+void disco__schedule_yield(disco_task *t)
+{
+    disco__inject_push(&S.inject, t);
+}

@@ -1,0 +1,176 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Scheduler internals shared by the files of src/sched.
+ *
+ * Every scheduler thread ("worker") runs a loop on its own native stack:
+ * find a runnable task (own deque, due timers, injection queue, steal from a
+ * random victim), switch to it, and when the task switches back, do what it
+ * asked on leaving (requeue after a yield, finish a park, retire it after it
+ * returned). Doing that work on the worker's stack, after the task's stack is
+ * no longer in use, is what makes park and exit race-free.
+ */
+#ifndef DISCO_SCHED_SCHED_H
+#define DISCO_SCHED_SCHED_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "disco/task.h"
+#include "sched/context.h"
+#include "sched/deque.h"
+#include "sched/inject.h"
+#include "sched/stack.h"
+#include "sched/waitq.h"
+
+#if defined(__SANITIZE_ADDRESS__)
+#define DISCO_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define DISCO_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define DISCO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define DISCO_TSAN 1
+#endif
+#endif
+
+/* Task states. RUNNABLE: queued. NOTIFIED: an unpark arrived while the task
+ * was running or on its way to park; its next park returns at once. */
+enum {
+    TASK_RUNNABLE,
+    TASK_RUNNING,
+    TASK_PARKING,
+    TASK_PARKED,
+    TASK_NOTIFIED,
+};
+
+/* What a task asks of the worker when it switches out. */
+enum { LEAVE_YIELD, LEAVE_PARK, LEAVE_EXIT };
+
+struct disco__sync_impl;
+
+struct disco_task {
+    disco__ctx ctx;
+    _Atomic int state;
+    int leave;
+    disco_task_fn fn;
+    void *arg;
+    void *result;
+    int status;
+    bool has_stack;
+    disco_error *err; /* the task's last-error slot */
+    disco__stack stack;
+    size_t stack_size;                /* requested; 0 = default */
+    struct disco__sync_impl *scope;     /* scope the task belongs to */
+    struct disco__sync_impl *scope_top; /* innermost scope it opened */
+    /* NULL, the joiner's waiter, TASK_DETACHED or TASK_DONE: one CAS
+     * settles the race between a finishing task and its joiner. */
+    _Atomic(disco__waiter *) joiner;
+    _Atomic int refs; /* handle + the running task itself */
+    uint64_t id;
+    char *name;
+    struct disco_task *next_free;
+#ifdef DISCO_ASAN
+    void *asan_fake_stack;
+#endif
+#ifdef DISCO_TSAN
+    void *tsan_fiber;
+#endif
+};
+
+#define TASK_DONE ((disco__waiter *)1)
+#define TASK_DETACHED ((disco__waiter *)2)
+
+typedef struct disco__worker {
+    disco__deque deque;
+    disco__ctx ctx; /* the worker loop's own context */
+    disco_task *current;
+    unsigned index;
+    uint64_t rng;
+    uint32_t tick;
+    pthread_t thread;
+    /* Single-writer counters, summed by disco_sched_stop. */
+    _Atomic uint64_t spawned, finished;
+    /* Caches of retired tasks and default-size stacks (owner only). */
+    disco_task *free_tasks;
+    unsigned n_free_tasks;
+    disco__stack *free_stacks;
+    unsigned n_free_stacks;
+#ifdef DISCO_ASAN
+    void *asan_fake_stack;
+    const void *stack_lo;
+    size_t stack_size;
+#endif
+#ifdef DISCO_TSAN
+    void *tsan_fiber;
+#endif
+} disco__worker;
+
+/* The calling thread's worker, or NULL on a foreign thread. Not inlined on
+ * purpose: a task may resume on another thread after any call that can
+ * park, and the compiler must not reuse a thread-local address across it. */
+disco__worker *disco__self(void);
+
+/* Starts the scheduler if it is not running. */
+void disco__sched_ensure(void);
+
+/* Default stack size from DISCO_STACK_SIZE, fixed at start. */
+size_t disco__default_stack_size(void);
+
+/* Makes a runnable task visible to the workers: the calling worker's deque,
+ * else the injection queue; wakes a sleeping worker if any. */
+void disco__schedule(disco_task *t);
+
+/* Requeues a yielded task at the back (the injection queue is FIFO). */
+void disco__schedule_yield(disco_task *t);
+
+/* Inside a task: switch to the worker loop with the given leave reason. */
+void disco__task_switch_out(disco_task *t, int leave);
+
+/* Parks the running task until disco__task_unpark (may return spuriously:
+ * callers loop on their own condition). */
+void disco__task_park(void);
+/* Makes a parked task runnable; harmless on a running or queued one. */
+void disco__task_unpark(disco_task *t);
+
+/* Task struct allocation (task_alloc.c). w is the calling worker or NULL.
+ * disco__task_alloc returns zeroed memory or NULL. */
+disco_task *disco__task_alloc(disco__worker *w);
+void disco__task_dealloc(disco__worker *w, disco_task *t);
+void disco__task_cache_drain(disco__worker *w);
+void disco__task_depot_drain(void);
+
+/* Keep a task struct alive across a wake-up (see disco__waiter_wake). */
+void disco__task_ref(disco_task *t);
+void disco__task_unref(disco_task *t);
+
+/* Worker side of task life: run it, finish it. */
+void disco__task_run(disco__worker *w, disco_task *t);
+/* Frees everything cached by a worker (at stop). */
+void disco__worker_drain_caches(disco__worker *w);
+
+/* Total tasks spawned minus finished, over all workers and foreign threads. */
+int64_t disco__tasks_live(void);
+void disco__count_foreign_spawn(int delta);
+
+/* Timers: cb(arg) runs on a scheduler thread at or after deadline_ns
+ * (disco__now_ns clock). DISCO_ENOMEM. */
+int disco__timer_add(uint64_t deadline_ns, void (*cb)(void *), void *arg);
+/* Earliest pending deadline, UINT64_MAX when none. */
+uint64_t disco__timer_next(void);
+/* Runs the callbacks of every timer due at now; returns how many ran. */
+unsigned disco__timer_run_due(uint64_t now);
+void disco__timer_fini(void);
+
+/* Sync scopes (sync.c): called by disco_async and by task completion. */
+void disco__sync_add(struct disco__sync_impl *s);
+void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t);
+/* The innermost open scope of the calling task or thread. */
+struct disco__sync_impl *disco__sync_current(void);
+
+#endif

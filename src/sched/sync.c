@@ -1,0 +1,96 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * @sync scopes. A scope counts its unfinished tasks plus one for itself;
+ * disco_sync_end drops that one and waits for zero. Failed tasks leave a
+ * copy of their error in the scope, reported as one composite error.
+ */
+#include <assert.h>
+#include <stdlib.h>
+
+#include "sched/sched.h"
+
+struct disco__sync_impl {
+    _Atomic long pending;
+    disco__spin lock; /* errors */
+    disco_error **errors;
+    size_t n_errors;
+    disco__waiter *waiter;
+    struct disco__sync_impl *parent;
+};
+
+_Static_assert(sizeof(struct disco__sync_impl) <= sizeof(disco_sync),
+               "disco_sync too small");
+
+static __thread struct disco__sync_impl *tls_scope; /* outside tasks */
+
+/* Thread-local access kept out of line, like disco__self. */
+__attribute__((noinline)) static struct disco__sync_impl **scope_slot(void)
+{
+    disco_task *t = disco_current_task();
+    __asm__ __volatile__("" ::: "memory");
+    return t ? &t->scope_top : &tls_scope;
+}
+
+struct disco__sync_impl *disco__sync_current(void) { return *scope_slot(); }
+
+void disco_sync_begin(disco_sync *scope)
+{
+    struct disco__sync_impl *s = (struct disco__sync_impl *)scope;
+    atomic_init(&s->pending, 1);
+    atomic_init(&s->lock.held, false);
+    s->errors = NULL;
+    s->n_errors = 0;
+    s->waiter = NULL;
+    struct disco__sync_impl **slot = scope_slot();
+    s->parent = *slot;
+    *slot = s;
+}
+
+void disco__sync_add(struct disco__sync_impl *s)
+{
+    atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
+}
+
+void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t)
+{
+    if (t->status != 0) {
+        disco_error *e = t->err ? disco_error_copy(t->err)
+                                : disco_error_new(t->status,
+                                                  "task %llu failed: %s",
+                                                  (unsigned long long)t->id,
+                                                  disco_strerror(t->status));
+        disco__spin_lock(&s->lock);
+        disco_error **grown = realloc(s->errors, (s->n_errors + 1) * sizeof(*grown));
+        if (grown) {
+            s->errors = grown;
+            s->errors[s->n_errors++] = e;
+        } else {
+            disco_error_free(e); /* the count below still reports it */
+        }
+        disco__spin_unlock(&s->lock);
+    }
+    /* acq_rel: the last task's decrement publishes every task's error to
+     * the scope owner and sees its waiter (published by its own decrement). */
+    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
+        disco__waiter_wake(s->waiter, 0);
+}
+
+int disco_sync_end(disco_sync *scope)
+{
+    struct disco__sync_impl *s = (struct disco__sync_impl *)scope;
+    struct disco__sync_impl **slot = scope_slot();
+    assert(*slot == s && "disco_sync_end: scopes must nest");
+    *slot = s->parent;
+    disco__waiter w;
+    disco__waiter_init(&w);
+    s->waiter = &w;
+    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) != 1)
+        disco__waiter_wait(&w);
+    if (!s->n_errors)
+        return 0;
+    disco_error *e = disco_error_composite(s->errors, s->n_errors);
+    free(s->errors);
+    s->errors = NULL;
+    disco_error_put(e);
+    return DISCO_ECOMPOSITE;
+}

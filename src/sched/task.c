@@ -1,0 +1,347 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Task life: spawn, run, switch out, park/unpark, finish, join, detach. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sched/sched.h"
+
+#ifdef DISCO_ASAN
+#include <sanitizer/asan_interface.h>
+#endif
+#ifdef DISCO_TSAN
+#include <sanitizer/tsan_interface.h>
+#endif
+
+#define STACK_CACHE_MAX 64  /* default-size stacks kept per worker */
+
+static _Atomic uint64_t next_task_id = 1;
+
+static void task_free(disco__worker *w, disco_task *t)
+{
+    disco_error_free(t->err);
+    free(t->name);
+    disco__task_dealloc(w, t);
+}
+
+static void task_release(disco_task *t)
+{
+    /* acq_rel: the last owner must see every write of the other before it
+     * frees the task. */
+    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+        task_free(disco__self(), t);
+}
+
+void disco__task_ref(disco_task *t)
+{
+    atomic_fetch_add_explicit(&t->refs, 1, memory_order_relaxed);
+}
+
+void disco__task_unref(disco_task *t) { task_release(t); }
+
+void disco__worker_drain_caches(disco__worker *w)
+{
+    disco__task_cache_drain(w);
+    for (unsigned i = 0; i < w->n_free_stacks; i++)
+        disco__stack_unmap(&w->free_stacks[i]);
+    free(w->free_stacks);
+    w->free_stacks = NULL;
+    w->n_free_stacks = 0;
+}
+
+static int stack_get(disco__worker *w, disco_task *t)
+{
+    size_t def = disco__default_stack_size();
+    size_t size = t->stack_size ? t->stack_size : def;
+    if (size == def && w->n_free_stacks) {
+        t->stack = w->free_stacks[--w->n_free_stacks];
+        return 0;
+    }
+    return disco__stack_map(&t->stack, size);
+}
+
+static void stack_put(disco__worker *w, disco_task *t)
+{
+    if (t->stack.size == disco__default_stack_size() &&
+        w->n_free_stacks < STACK_CACHE_MAX) {
+        if (!w->free_stacks &&
+            !(w->free_stacks = malloc(STACK_CACHE_MAX * sizeof(disco__stack)))) {
+            disco__stack_unmap(&t->stack);
+            return;
+        }
+        w->free_stacks[w->n_free_stacks++] = t->stack;
+    } else {
+        disco__stack_unmap(&t->stack);
+    }
+}
+
+disco_task *disco_async_attr(disco_task_fn fn, void *arg,
+                             const disco_task_attr *attr)
+{
+    if (!fn) {
+        disco_error_set(DISCO_EINVAL, "disco_async: no function");
+        return NULL;
+    }
+    disco__sched_ensure();
+    disco__worker *w = disco__self();
+    disco_task *t = disco__task_alloc(w);
+    if (!t)
+        goto nomem;
+    t->fn = fn;
+    t->arg = arg;
+    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    bool detached = attr && attr->detached;
+    t->stack_size = attr ? attr->stack_size : 0;
+    if (attr && attr->name && !(t->name = strdup(attr->name))) {
+        task_free(w, t);
+        goto nomem;
+    }
+    atomic_init(&t->state, TASK_RUNNABLE);
+    atomic_init(&t->joiner, detached ? TASK_DETACHED : NULL);
+    atomic_init(&t->refs, detached ? 1 : 2);
+    if ((t->scope = disco__sync_current()))
+        disco__sync_add(t->scope);
+    if (w) /* single writer: a relaxed load+store, no RMW on this path */
+        atomic_store_explicit(&w->spawned, atomic_load_explicit(
+            &w->spawned, memory_order_relaxed) + 1, memory_order_relaxed);
+    else
+        disco__count_foreign_spawn(1);
+    disco__schedule(t);
+    return t;
+nomem:
+    disco_error_set(DISCO_ENOMEM, "disco_async: out of memory");
+    return NULL;
+}
+
+disco_task *disco_async(disco_task_fn fn, void *arg)
+{
+    return disco_async_attr(fn, arg, NULL);
+}
+
+/* Where every task starts, on its own stack. */
+static void task_entry(void *arg)
+{
+    disco_task *t = arg;
+#ifdef DISCO_ASAN
+    __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
+#endif
+    t->status = t->fn(t->arg, &t->result);
+    disco__task_switch_out(t, LEAVE_EXIT);
+    __builtin_unreachable();
+}
+
+void disco__task_switch_out(disco_task *t, int leave)
+{
+    disco__worker *w = disco__self();
+    t->leave = leave;
+#ifdef DISCO_ASAN
+    /* A NULL save slot tells ASan the fiber is done: free its fake stack. */
+    __sanitizer_start_switch_fiber(leave == LEAVE_EXIT ? NULL : &t->asan_fake_stack,
+                                   w->stack_lo, w->stack_size);
+#endif
+#ifdef DISCO_TSAN
+    __tsan_switch_to_fiber(w->tsan_fiber, 0);
+#endif
+    disco__ctx_switch(&t->ctx, &w->ctx);
+#ifdef DISCO_ASAN
+    __sanitizer_finish_switch_fiber(t->asan_fake_stack, NULL, NULL);
+#endif
+}
+
+/* Nobody will join a failed detached task: say so on stderr. */
+static void report_detached_failure(const disco_task *t)
+{
+    if (t->status == 0)
+        return;
+    char buf[1024];
+    if (t->err)
+        disco_error_format(t->err, buf, sizeof(buf));
+    else
+        snprintf(buf, sizeof(buf), "%s", disco_strerror(t->status));
+    fprintf(stderr, "disco: detached task %llu%s%s%s failed: %s\n",
+            (unsigned long long)t->id, t->name ? " '" : "",
+            t->name ? t->name : "", t->name ? "'" : "", buf);
+}
+
+static void task_finish(disco__worker *w, disco_task *t)
+{
+    if (t->has_stack) {
+        stack_put(w, t);
+        t->has_stack = false;
+#ifdef DISCO_TSAN
+        __tsan_destroy_fiber(t->tsan_fiber);
+#endif
+    }
+    if (t->scope)
+        disco__sync_task_done(t->scope, t);
+    atomic_store_explicit(&w->finished, atomic_load_explicit(
+        &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
+    /* acq_rel: release publishes status/result/err to the joiner (pairs with
+     * its acquire CAS); acquire sees its waiter before we wake it. */
+    disco__waiter *j = atomic_exchange_explicit(&t->joiner, TASK_DONE,
+                                                memory_order_acq_rel);
+    if (j == TASK_DETACHED)
+        report_detached_failure(t);
+    else if (j)
+        disco__waiter_wake(j, 0);
+    task_release(t);
+}
+
+void disco__task_run(disco__worker *w, disco_task *t)
+{
+    if (!t->has_stack) {
+        if (stack_get(w, t) != 0) {
+            /* No memory for a stack: fail the task instead of running it. */
+            t->status = DISCO_ENOMEM;
+            t->err = disco_error_new(DISCO_ENOMEM, "no memory for a task stack");
+            task_finish(w, t);
+            return;
+        }
+        t->has_stack = true;
+        disco__ctx_make(&t->ctx, t->stack.lo, t->stack.size, task_entry, t);
+#ifdef DISCO_TSAN
+        t->tsan_fiber = __tsan_create_fiber(0);
+#endif
+    }
+    w->current = t;
+    atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
+#ifdef DISCO_ASAN
+    __sanitizer_start_switch_fiber(&w->asan_fake_stack, t->stack.lo, t->stack.size);
+#endif
+#ifdef DISCO_TSAN
+    __tsan_switch_to_fiber(t->tsan_fiber, 0);
+#endif
+    disco__ctx_switch(&w->ctx, &t->ctx);
+#ifdef DISCO_ASAN
+    __sanitizer_finish_switch_fiber(w->asan_fake_stack, NULL, NULL);
+#endif
+    w->current = NULL;
+    switch (t->leave) {
+    case LEAVE_YIELD:
+        atomic_store_explicit(&t->state, TASK_RUNNABLE, memory_order_relaxed);
+        disco__schedule_yield(t);
+        break;
+    case LEAVE_PARK: {
+        int s = TASK_PARKING;
+        /* acq_rel CAS: pairs with the CAS in unpark. If an unpark came
+         * while the task was on its way out (NOTIFIED), run it again. */
+        if (!atomic_compare_exchange_strong_explicit(
+                &t->state, &s, TASK_PARKED, memory_order_acq_rel,
+                memory_order_acquire)) {
+            atomic_store_explicit(&t->state, TASK_RUNNABLE, memory_order_relaxed);
+            disco__schedule(t);
+        }
+        break;
+    }
+    case LEAVE_EXIT:
+        task_finish(w, t);
+        break;
+    }
+}
+
+void disco__task_park(void)
+{
+    disco__worker *w = disco__self();
+    disco_task *t = w->current;
+    int s = TASK_RUNNING;
+    /* A pending unpark (NOTIFIED) is consumed here instead of parking. */
+    if (!atomic_compare_exchange_strong_explicit(&t->state, &s, TASK_PARKING,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
+        return;
+    }
+    disco__task_switch_out(t, LEAVE_PARK);
+}
+
+void disco__task_unpark(disco_task *t)
+{
+    int s = atomic_load_explicit(&t->state, memory_order_acquire);
+    for (;;) {
+        switch (s) {
+        case TASK_PARKED:
+            if (atomic_compare_exchange_weak_explicit(
+                    &t->state, &s, TASK_RUNNABLE, memory_order_acq_rel,
+                    memory_order_acquire)) {
+                disco__schedule(t);
+                return;
+            }
+            break;
+        case TASK_RUNNING:
+        case TASK_PARKING:
+            if (atomic_compare_exchange_weak_explicit(
+                    &t->state, &s, TASK_NOTIFIED, memory_order_acq_rel,
+                    memory_order_acquire))
+                return;
+            break;
+        default: /* RUNNABLE or NOTIFIED: it will run and look */
+            return;
+        }
+    }
+}
+
+void disco_yield(void)
+{
+    disco__worker *w = disco__self();
+    if (w && w->current)
+        disco__task_switch_out(w->current, LEAVE_YIELD);
+}
+
+int disco_task_join(disco_task *t, void **result_p)
+{
+    if (!t)
+        return disco_error_set(DISCO_EINVAL, "disco_task_join: NULL task");
+    if (t == disco_current_task())
+        return disco_error_set(DISCO_ESTATE, "a task cannot join itself");
+    disco__waiter w;
+    disco__waiter_init(&w);
+    disco__waiter *expect = NULL;
+    /* acq_rel: release publishes our waiter to task_finish; on failure the
+     * acquire load of TASK_DONE pairs with task_finish's exchange. */
+    if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, &w,
+                                                memory_order_acq_rel,
+                                                memory_order_acquire))
+        disco__waiter_wait(&w);
+    int status = t->status;
+    if (result_p)
+        *result_p = t->result;
+    if (status != 0) {
+        char label[96] = "";
+        if (t->name)
+            snprintf(label, sizeof(label), " '%s'", t->name);
+        disco_error *e = t->err;
+        t->err = NULL;
+        if (e)
+            disco_error_put(e);
+        else
+            disco_error_set(status, "task %llu%s failed: %s",
+                            (unsigned long long)t->id, label,
+                            disco_strerror(status));
+    }
+    task_release(t);
+    return status;
+}
+
+bool disco_task_done(const disco_task *t)
+{
+    return atomic_load_explicit(&((disco_task *)t)->joiner,
+                                memory_order_acquire) == TASK_DONE;
+}
+
+void disco_task_detach(disco_task *t)
+{
+    if (!t)
+        return;
+    disco__waiter *expect = NULL;
+    /* acq_rel CAS: either task_finish will see TASK_DETACHED and report a
+     * failure, or the task is already done (acquire: we see its status). */
+    if (!atomic_compare_exchange_strong_explicit(&t->joiner, &expect,
+                                                 TASK_DETACHED,
+                                                 memory_order_acq_rel,
+                                                 memory_order_acquire))
+        report_detached_failure(t);
+    task_release(t);
+}
+
+uint64_t disco_task_id(const disco_task *t) { return t->id; }
+const char *disco_task_name(const disco_task *t) { return t->name; }

@@ -1,0 +1,60 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Waiters and wait queues: how every blocking call in disco sleeps.
+ *
+ * A waiter stands for one blocked caller: a task (which parks, freeing its
+ * thread) or a thread outside the scheduler (which sleeps on a futex). The
+ * waker sets `result`, then `signal`, then wakes. Waiters live on the
+ * blocked caller's stack; a wait queue links them under a spinlock held for
+ * a few instructions. `n` mirrors the queue length so that wakers can skip
+ * the lock when nobody waits (see the Dekker pairing in channel.c).
+ */
+#ifndef DISCO_SCHED_WAITQ_H
+#define DISCO_SCHED_WAITQ_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "disco/task.h"
+#include "sched/spin.h"
+
+typedef struct disco__waiter {
+    struct disco__waiter *next;
+    disco_task *task;        /* NULL: a foreign thread */
+    _Atomic uint32_t signal; /* 0 until woken; futex word for threads */
+    int result;              /* set by the waker */
+    void *buf;               /* owner-defined (channels: the item) */
+} disco__waiter;
+
+/* Prepares a waiter for the calling task or thread. */
+void disco__waiter_init(disco__waiter *w);
+/* Blocks until disco__waiter_wake; returns the waker's result. */
+int disco__waiter_wait(disco__waiter *w);
+/* Wakes w with result. After this w may be gone: do not touch it. */
+void disco__waiter_wake(disco__waiter *w, int result);
+
+typedef struct disco__waitq {
+    disco__spin lock;
+    _Atomic size_t n;
+    disco__waiter *head, *tail;
+} disco__waitq;
+
+void disco__waitq_init(disco__waitq *q);
+/* Lock held: append w. */
+void disco__waitq_push_locked(disco__waitq *q, disco__waiter *w);
+/* Lock held: remove and return the oldest waiter, or NULL. */
+disco__waiter *disco__waitq_pop_locked(disco__waitq *q);
+/* Lock held: unlink w if it is queued (O(n); for a waiter that found what
+ * it waited for before sleeping). */
+void disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w);
+/* Lock held: empty the queue and return its waiters as a list. */
+disco__waiter *disco__waitq_take_all_locked(disco__waitq *q);
+/* Wakes every waiter of a list from disco__waitq_take_all_locked. */
+void disco__waiters_wake_list(disco__waiter *w, int result);
+/* Wakes the oldest waiter with result, if any; true if one was woken. */
+int disco__waitq_wake_one(disco__waitq *q, int result);
+/* Wakes every waiter with result. */
+void disco__waitq_wake_all(disco__waitq *q, int result);
+
+#endif

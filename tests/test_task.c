@@ -1,0 +1,302 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Tasks: spawn, join, results and errors, detach, yield, stealing, stack
+ * overflow, main-thread blocking. */
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/wait.h>
+
+#include "disco.h"
+#include "test_util.h"
+
+static const char *self_path;
+
+static int add_one(void *arg, void **result)
+{
+    *result = (void *)((uintptr_t)arg + 1);
+    return 0;
+}
+
+static int fail_with(void *arg, void **result)
+{
+    (void)result;
+    return disco_error_set(DISCO_EIO, "broke on %ld", (long)(uintptr_t)arg);
+}
+
+static int fail_plain(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return DISCO_EBUSY; /* no error detail: the runtime makes one */
+}
+
+static void test_join_result_from_main(void **state)
+{
+    (void)state;
+    void *res = NULL;
+    disco_task *t = disco_async(add_one, (void *)41);
+    assert_non_null(t);
+    assert_true(disco_task_id(t) > 0);
+    assert_int_equal(disco_task_join(t, &res), 0);
+    assert_int_equal((uintptr_t)res, 42);
+    assert_null(disco_current_task()); /* main thread is not a task */
+    assert_true(disco_sched_nthreads() >= 1);
+}
+
+static void test_join_error(void **state)
+{
+    (void)state;
+    disco_error_clear();
+    disco_task *t = disco_async(fail_with, (void *)7);
+    assert_int_equal(disco_task_join(t, NULL), DISCO_EIO);
+    assert_non_null(disco_last_error());
+    assert_string_equal(disco_error_message(disco_last_error()), "broke on 7");
+    disco_task_attr attr = {.name = "plain"};
+    t = disco_async_attr(fail_plain, NULL, &attr);
+    assert_string_equal(disco_task_name(t), "plain");
+    assert_int_equal(disco_task_join(t, NULL), DISCO_EBUSY);
+    assert_non_null(strstr(disco_error_message(disco_last_error()), "'plain'"));
+    disco_error_clear();
+    assert_null(disco_async(NULL, NULL));
+    assert_int_equal(disco_error_code(disco_last_error()), DISCO_EINVAL);
+    assert_int_equal(disco_task_join(NULL, NULL), DISCO_EINVAL);
+}
+
+/* Recursive fork-join: each node spawns two children and joins them from
+ * inside a task, which parks the parent and exercises stealing. */
+static int tree(void *arg, void **result)
+{
+    long depth = (long)(uintptr_t)arg;
+    if (depth == 0) {
+        *result = (void *)1;
+        return 0;
+    }
+    disco_task *a = disco_async(tree, (void *)(uintptr_t)(depth - 1));
+    disco_task *b = disco_async(tree, (void *)(uintptr_t)(depth - 1));
+    void *ra, *rb;
+    int rc = disco_task_join(a, &ra);
+    rc |= disco_task_join(b, &rb);
+    *result = (void *)((uintptr_t)ra + (uintptr_t)rb);
+    return rc;
+}
+
+static void test_tree_of_tasks(void **state)
+{
+    (void)state;
+    long depth = 14;
+    void *res;
+    disco_task *t = disco_async(tree, (void *)(uintptr_t)depth);
+    assert_int_equal(disco_task_join(t, &res), 0);
+    assert_int_equal((uintptr_t)res, 1ul << depth);
+}
+
+struct spread {
+    _Atomic long count;
+    _Atomic unsigned long threads_seen; /* bit per pthread hash */
+};
+
+static int note_thread(void *arg, void **result)
+{
+    (void)result;
+    struct spread *s = arg;
+    volatile double x = 0;
+    for (int i = 0; i < 20000; i++) /* enough work for a thief to show up */
+        x += i;
+    atomic_fetch_or(&s->threads_seen, 1ul << ((uintptr_t)pthread_self() % 61));
+    atomic_fetch_add(&s->count, 1);
+    return 0;
+}
+
+static int spawn_many(void *arg, void **result)
+{
+    (void)result;
+    enum { N = 2000 };
+    static disco_task *tasks[N];
+    for (int i = 0; i < N; i++)
+        tasks[i] = disco_async(note_thread, arg);
+    int rc = 0;
+    for (int i = 0; i < N; i++)
+        rc |= disco_task_join(tasks[i], NULL);
+    return rc;
+}
+
+static void test_work_is_stolen(void **state)
+{
+    (void)state;
+    if (disco_sched_nthreads() < 2)
+        skip();
+    struct spread s = {0};
+    disco_task *t = disco_async(spawn_many, &s);
+    assert_int_equal(disco_task_join(t, NULL), 0);
+    assert_int_equal(atomic_load(&s.count), 2000);
+    /* Spawned on one worker, run on more than one. */
+    assert_true(__builtin_popcountl(atomic_load(&s.threads_seen)) >= 2);
+}
+
+struct pingpong {
+    int turn;
+    int rounds;
+};
+
+struct player_arg {
+    struct pingpong *p;
+    int me;
+};
+
+static int player(void *arg, void **result)
+{
+    struct pingpong *p = ((struct player_arg *)arg)->p;
+    int me = ((struct player_arg *)arg)->me;
+    (void)result;
+    for (int i = 0; i < p->rounds; i++) {
+        while (__atomic_load_n(&p->turn, __ATOMIC_ACQUIRE) != me)
+            disco_yield();
+        __atomic_store_n(&p->turn, 1 - me, __ATOMIC_RELEASE);
+    }
+    return 0;
+}
+
+static void test_yield_ping_pong(void **state)
+{
+    (void)state;
+    struct pingpong p = {.turn = 0, .rounds = (int)test_scaled(20000)};
+    struct player_arg a0 = {&p, 0}, a1 = {&p, 1};
+    disco_task *t0 = disco_async(player, &a0);
+    disco_task *t1 = disco_async(player, &a1);
+    assert_int_equal(disco_task_join(t0, NULL), 0);
+    assert_int_equal(disco_task_join(t1, NULL), 0);
+    disco_yield(); /* outside a task: returns at once */
+}
+
+static atomic_int detached_ran;
+
+static int detached_body(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    atomic_fetch_add(&detached_ran, 1);
+    return 0;
+}
+
+static void test_detach(void **state)
+{
+    (void)state;
+    disco_task_attr attr = {.detached = true};
+    assert_non_null(disco_async_attr(detached_body, NULL, &attr));
+    disco_task *t = disco_async(detached_body, NULL);
+    disco_task_detach(t);
+    while (atomic_load(&detached_ran) < 2)
+        disco_sleep(0.001);
+}
+
+static void test_detached_failure_is_printed(void **state)
+{
+    (void)state;
+    char out[4096];
+    int status = test_run_self(self_path, "detached-failure", out, sizeof(out));
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_non_null(strstr(out, "detached task"));
+    assert_non_null(strstr(out, "'doomed'"));
+    assert_non_null(strstr(out, "broke on 99"));
+}
+
+static int deep(void *arg, void **result)
+{
+    volatile char pad[4096];
+    pad[0] = (char)(uintptr_t)arg;
+    if ((uintptr_t)arg < (1u << 30)) /* always true: recurse until it faults */
+        deep((void *)((uintptr_t)arg + 1), result);
+    return pad[0];
+}
+
+static void test_stack_overflow_is_named(void **state)
+{
+    (void)state;
+    char out[4096];
+    int status = test_run_self(self_path, "overflow", out, sizeof(out));
+    assert_true(WIFSIGNALED(status));
+    assert_int_equal(WTERMSIG(status), SIGSEGV);
+    assert_non_null(strstr(out, "stack overflow in task"));
+    assert_non_null(strstr(out, "'recurser'"));
+}
+
+struct sleeper_arg {
+    disco_task *t;
+};
+
+static int long_sleeper(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return disco_sleep(0.05);
+}
+
+static void *join_from_thread(void *arg)
+{
+    struct sleeper_arg *a = arg;
+    return (void *)(intptr_t)disco_task_join(a->t, NULL);
+}
+
+/* Foreign threads block (on a futex) in disco_task_join while the task
+ * sleeps on a timer. */
+static void test_join_from_foreign_thread(void **state)
+{
+    (void)state;
+    struct sleeper_arg a = {disco_async(long_sleeper, NULL)};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, join_from_thread, &a), 0);
+    void *rc;
+    pthread_join(th, &rc);
+    assert_int_equal((intptr_t)rc, 0);
+}
+
+static void test_stop_and_restart(void **state)
+{
+    (void)state;
+    assert_int_equal(disco_sched_stop(), 0);
+    assert_int_equal(disco_sched_start(2), 0);
+    assert_int_equal(disco_sched_start(2), DISCO_EBUSY);
+    assert_int_equal(disco_sched_nthreads(), 2);
+    void *res;
+    assert_int_equal(disco_task_join(disco_async(add_one, (void *)1), &res), 0);
+    assert_int_equal((uintptr_t)res, 2);
+    assert_int_equal(disco_sched_stop(), 0);
+}
+
+static int child_mode(const char *mode)
+{
+    if (!strcmp(mode, "overflow")) {
+        disco_task_attr attr = {.name = "recurser", .stack_size = 64 * 1024};
+        disco_task_join(disco_async_attr(deep, NULL, &attr), NULL);
+        return 3; /* not reached: the overflow kills us */
+    }
+    if (!strcmp(mode, "detached-failure")) {
+        disco_task_attr attr = {.name = "doomed", .detached = true};
+        disco_async_attr(fail_with, (void *)99, &attr);
+        disco_sleep(0.2);
+        return 0;
+    }
+    return 2;
+}
+
+int main(int argc, char **argv)
+{
+    self_path = argv[0];
+    if (argc > 1)
+        return child_mode(argv[1]);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_join_result_from_main),
+        cmocka_unit_test(test_join_error),
+        cmocka_unit_test(test_tree_of_tasks),
+        cmocka_unit_test(test_work_is_stolen),
+        cmocka_unit_test(test_yield_ping_pong),
+        cmocka_unit_test(test_detach),
+        cmocka_unit_test(test_detached_failure_is_printed),
+        cmocka_unit_test(test_stack_overflow_is_named),
+        cmocka_unit_test(test_join_from_foreign_thread),
+        cmocka_unit_test(test_stop_and_restart),
+    };
+    return cmocka_run_group_tests_name("task", tests, NULL, NULL);
+}

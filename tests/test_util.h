@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Helpers shared by the cmocka unit tests.
+ *
+ * cmocka's assertions longjmp to the test that is running, so they may only
+ * be used on the thread running the test: code in tasks or helper threads
+ * records what it saw and the test asserts afterwards.
+ */
+#ifndef DISCO_TEST_UTIL_H
+#define DISCO_TEST_UTIL_H
+
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include <cmocka.h>
+
+/* Scales loop counts: DISCO_TEST_SCALE=0.1 for slow (sanitized) builds. */
+static inline long test_scaled(long n)
+{
+    const char *s = getenv("DISCO_TEST_SCALE");
+    double f = s ? atof(s) : 1.0;
+    long v = (long)((double)n * (f > 0 ? f : 1.0));
+    return v > 0 ? v : 1;
+}
+
+/*
+ * Runs this test binary again as a child with argv[1] = mode, capturing its
+ * stderr into buf (NUL-terminated). Returns the raw wait status. Used for
+ * behaviour that must kill a process (a stack overflow) or that prints on
+ * stderr.
+ */
+int test_run_self(const char *self, const char *mode, char *buf, size_t len);
+
+#endif
