@@ -133,7 +133,7 @@ DISCO_API int disco_timedwait(bool (*test)(void *arg), void *arg, double seconds
  * The struct is caller storage; leave its fields alone.
  */
 typedef struct disco_sync {
-    void *impl_[6];
+    void *impl_[8];
 } disco_sync;
 
 DISCO_API void disco_sync_begin(disco_sync *scope);

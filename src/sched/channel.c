@@ -210,7 +210,7 @@ static bool ring_peek(disco_channel *ch, void *out)
         memcpy(out, cell_item(ch, pos), ch->elem_size);
         IGNORE_READS_END();
         /* acquire fence: the copy's loads happen before the re-check. */
-        atomic_thread_fence(memory_order_acquire);
+        disco__fence_acquire();
         if (atomic_load_explicit(&ch->head, memory_order_relaxed) == pos)
             return true;
     }
@@ -257,7 +257,7 @@ static int sleep_on(disco_channel *ch, disco__waitq *q,
     disco__waiter_init(&w);
     disco__spin_lock(&ch->lock);
     disco__waitq_push_locked(q, &w);
-    atomic_thread_fence(memory_order_seq_cst); /* pairs with wake_*_waiting */
+    disco__fence_seq_cst(); /* pairs with wake_*_waiting */
     int rc = 0;
     if (attempt(ch, arg))
         rc = 1;
@@ -284,7 +284,7 @@ static bool attempt_ready(disco_channel *ch, void *unused)
 
 static void after_put(disco_channel *ch)
 {
-    atomic_thread_fence(memory_order_seq_cst); /* pairs with sleep_on's */
+    disco__fence_seq_cst(); /* pairs with sleep_on's */
     wake_one_waiting(ch, &ch->takers);
     wake_all_waiting(ch, &ch->watchers);
 }
@@ -452,7 +452,7 @@ int disco_take(disco_channel *ch, void *out)
         return locked_get(ch, out, true);
     int rc = ring_get(ch, attempt_pop, out, &ch->takers);
     if (rc == 0) {
-        atomic_thread_fence(memory_order_seq_cst); /* pairs with sleep_on's */
+        disco__fence_seq_cst(); /* pairs with sleep_on's */
         wake_one_waiting(ch, &ch->putters);
     }
     return rc;

@@ -30,6 +30,7 @@ int disco__deque_init(disco__deque *d, unsigned log2_cap)
     atomic_init(&d->bottom, 0);
     atomic_init(&d->array, a);
     d->retired = NULL;
+    d->top_cache = 0;
     return 0;
 }
 
@@ -66,13 +67,16 @@ static struct disco__deque_array *grow(disco__deque *d,
 int disco__deque_push(disco__deque *d, void *item)
 {
     int64_t b = atomic_load_explicit(&d->bottom, memory_order_relaxed);
-    /* acquire: pairs with the CAS on top in steal, so the slot a thief just
-     * emptied is not overwritten before it has read it. */
-    int64_t t = atomic_load_explicit(&d->top, memory_order_acquire);
     struct disco__deque_array *a =
         atomic_load_explicit(&d->array, memory_order_relaxed);
-    if (b - t > a->mask && !(a = grow(d, a, t, b)))
-        return DISCO_ENOMEM;
+    if (b - d->top_cache > a->mask) {
+        /* acquire: pairs with the CAS on top in steal, so the slot a thief
+         * just emptied is not overwritten before it has read it. */
+        int64_t t = d->top_cache =
+            atomic_load_explicit(&d->top, memory_order_acquire);
+        if (b - t > a->mask && !(a = grow(d, a, t, b)))
+            return DISCO_ENOMEM;
+    }
     atomic_store_explicit(&a->slot[b & a->mask], item, memory_order_relaxed);
     /* release: pairs with the acquire/seq_cst load of bottom in steal, which
      * then sees the slot and everything the pusher wrote to the item. */

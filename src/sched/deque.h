@@ -29,6 +29,10 @@ typedef struct disco__deque {
     _Alignas(64) _Atomic int64_t bottom;
     _Atomic(struct disco__deque_array *) array;
     struct disco__deque_array *retired; /* owner only */
+    /* Owner only: a past value of top. top never decreases, so it bounds
+     * the deque's size from above and push re-reads the contended top only
+     * when this stale bound says the array may be full. */
+    int64_t top_cache;
 } disco__deque;
 
 /* Returned by disco__deque_steal when it lost a race (try again or move

@@ -1,6 +1,9 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Scheduler threads: start/stop, the worker loop, finding work, idling. */
 #include <hwloc.h>
+#include <linux/membarrier.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,11 +41,32 @@ static struct {
     _Alignas(64) _Atomic uint32_t epoch;
     _Atomic unsigned sleepers;
     _Atomic unsigned searching;
+    /* membarrier(2) works here: the rare side of the wake-up pairing (a
+     * worker going to sleep) pays for the barrier, the hot side (every
+     * spawn) needs none. */
+    bool heavy_barrier;
     _Alignas(64) _Atomic int64_t foreign_spawned;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static __thread disco__worker *tls_worker;
 static __thread disco_error *tls_error; /* last error outside tasks */
+static __thread bool tls_error_registered;
+static pthread_key_t error_key;
+static pthread_once_t error_key_once = PTHREAD_ONCE_INIT;
+
+#if defined(__SANITIZE_THREAD__)
+_Atomic int disco__fence_word;
+#endif
+
+/* Frees a foreign thread's last error when the thread exits. */
+static void free_thread_error(void *unused)
+{
+    (void)unused;
+    disco_error_free(tls_error);
+    tls_error = NULL;
+}
+
+static void make_error_key(void) { pthread_key_create(&error_key, free_thread_error); }
 
 __attribute__((noinline)) disco__worker *disco__self(void)
 {
@@ -57,6 +81,11 @@ disco_error **disco__error_slot(void)
     disco__worker *w = disco__self();
     if (w && w->current)
         return &w->current->err;
+    if (!tls_error_registered) {
+        pthread_once(&error_key_once, make_error_key);
+        pthread_setspecific(error_key, &tls_error); /* non-NULL: run the destructor */
+        tls_error_registered = true;
+    }
     return &tls_error;
 }
 
@@ -86,10 +115,14 @@ int64_t disco__tasks_live(void)
  * visible. */
 static void wake_one(void)
 {
-    /* seq_cst fence: pairs with the seq_cst decrement of searching in
-     * worker_idle. Either that worker's re-check sees our work, or we see
-     * it as a sleeper here (no longer searching) and wake it. */
-    atomic_thread_fence(memory_order_seq_cst);
+    /* Pairs with the decrement of searching and the barrier in worker_idle:
+     * either that worker's re-check sees our work, or we see it as a
+     * sleeper here (no longer searching) and wake it. With membarrier the
+     * sleeper's barrier covers us and a compiler barrier is enough. */
+    if (S.heavy_barrier)
+        __asm__ __volatile__("" ::: "memory");
+    else
+        disco__fence_seq_cst();
     if (atomic_load_explicit(&S.searching, memory_order_relaxed) == 0 &&
         atomic_load_explicit(&S.sleepers, memory_order_relaxed) > 0) {
         atomic_fetch_add_explicit(&S.epoch, 1, memory_order_release);
@@ -97,9 +130,10 @@ static void wake_one(void)
     }
 }
 
-void disco__schedule(disco_task *t)
+void disco__schedule(disco_task *t) { disco__schedule_on(disco__self(), t); }
+
+void disco__schedule_on(disco__worker *w, disco_task *t)
 {
-    disco__worker *w = disco__self();
     if (w) {
         if (disco__deque_push(&w->deque, t) != 0)
             disco__inject_push(&S.inject, t); /* deque could not grow */
@@ -168,8 +202,10 @@ static void worker_idle(void)
 {
     uint32_t epoch = atomic_load_explicit(&S.epoch, memory_order_acquire);
     atomic_fetch_add_explicit(&S.sleepers, 1, memory_order_seq_cst);
-    /* seq_cst: pairs with the fence in wake_one (see there). */
+    /* seq_cst: pairs with wake_one (see there). */
     atomic_fetch_sub_explicit(&S.searching, 1, memory_order_seq_cst);
+    if (S.heavy_barrier)
+        syscall(SYS_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0);
     if (!work_visible() && !atomic_load(&S.stopping)) {
         uint64_t next = disco__timer_next(), timeout = UINT64_MAX;
         if (next != UINT64_MAX) {
@@ -286,6 +322,10 @@ static int start_locked(unsigned n)
     if (S.stack_size < 16 * 1024)
         S.stack_size = 16 * 1024;
     S.bind = disco__env_long("DISCO_BIND", 1) != 0;
+    long mb = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
+    S.heavy_barrier =
+        mb > 0 && (mb & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&
+        syscall(SYS_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) == 0;
     S.workers = calloc(n, sizeof(*S.workers));
     if (!S.workers || disco__inject_init(&S.inject, 16) != 0)
         goto fail;

@@ -90,6 +90,7 @@ typedef struct disco__worker {
     disco__deque deque;
     disco__ctx ctx; /* the worker loop's own context */
     disco_task *current;
+    disco_task *leaving; /* the task that last switched back to the loop */
     unsigned index;
     uint64_t rng;
     uint32_t tick;
@@ -125,6 +126,8 @@ size_t disco__default_stack_size(void);
 /* Makes a runnable task visible to the workers: the calling worker's deque,
  * else the injection queue; wakes a sleeping worker if any. */
 void disco__schedule(disco_task *t);
+/* Same, for a caller that already knows its worker (NULL: foreign). */
+void disco__schedule_on(disco__worker *w, disco_task *t);
 
 /* Requeues a yielded task at the back (the injection queue is FIFO). */
 void disco__schedule_yield(disco_task *t);
@@ -148,6 +151,12 @@ void disco__task_depot_drain(void);
 /* Keep a task struct alive across a wake-up (see disco__waiter_wake). */
 void disco__task_ref(disco_task *t);
 void disco__task_unref(disco_task *t);
+
+/* Inline execution (see task.c): pops the bottom of the calling worker's
+ * deque if want(t, arg) accepts it and the running task has stack to spare;
+ * then runs it to completion on the calling task's stack. */
+disco_task *disco__task_pop_own_if(bool (*want)(disco_task *, void *), void *arg);
+void disco__task_run_inline(disco_task *t);
 
 /* Worker side of task life: run it, finish it. */
 void disco__task_run(disco__worker *w, disco_task *t);

@@ -16,6 +16,46 @@ typedef struct disco__spin {
     atomic_bool held;
 } disco__spin;
 
+/*
+ * Fences. ThreadSanitizer does not model atomic_thread_fence (GCC refuses
+ * it under -fsanitize=thread), so TSan builds use equivalents it accepts:
+ * a seq_cst read-modify-write on a private word (a full barrier on the
+ * hardware TSan runs on, x86-64), and a compiler barrier for the acquire
+ * fence (x86-64 never reorders loads with older loads). TSan checks data
+ * races, not these liveness pairings, so nothing is lost.
+ */
+#if defined(__SANITIZE_THREAD__)
+extern _Atomic int disco__fence_word;
+static inline void disco__fence_seq_cst(void)
+{
+    atomic_fetch_add_explicit(&disco__fence_word, 0, memory_order_seq_cst);
+}
+static inline void disco__fence_acquire(void)
+{
+    __asm__ __volatile__("" ::: "memory");
+}
+#elif defined(__x86_64__)
+/* A locked RMW on the stack is a full barrier and cheaper than the mfence
+ * GCC emits for a seq_cst fence (Linux's smp_mb does the same). */
+static inline void disco__fence_seq_cst(void)
+{
+    __asm__ __volatile__("lock; orl $0, -8(%%rsp)" ::: "memory", "cc");
+}
+static inline void disco__fence_acquire(void)
+{
+    atomic_thread_fence(memory_order_acquire);
+}
+#else
+static inline void disco__fence_seq_cst(void)
+{
+    atomic_thread_fence(memory_order_seq_cst);
+}
+static inline void disco__fence_acquire(void)
+{
+    atomic_thread_fence(memory_order_acquire);
+}
+#endif
+
 static inline void disco__cpu_relax(void)
 {
 #if defined(__x86_64__) || defined(__i386__)

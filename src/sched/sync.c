@@ -1,16 +1,25 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * @sync scopes. A scope counts its unfinished tasks plus one for itself;
- * disco_sync_end drops that one and waits for zero. Failed tasks leave a
- * copy of their error in the scope, reported as one composite error.
+ * @sync scopes. `pending` counts the scope's unfinished tasks plus one for
+ * the scope itself; disco_sync_end drops that one and waits for zero.
+ * Failed tasks leave a copy of their error in the scope, reported as one
+ * composite error.
+ *
+ * Only the scope's owner (the task or thread that opened it) spawns into it,
+ * so it reserves counts in batches of CREDIT_BATCH instead of one contended
+ * increment per spawn: pending then over-counts by the unused credits,
+ * which disco_sync_end gives back along with its own count.
  */
 #include <assert.h>
 #include <stdlib.h>
 
 #include "sched/sched.h"
 
+#define CREDIT_BATCH 256
+
 struct disco__sync_impl {
     _Atomic long pending;
+    long credits; /* owner only: reserved in pending, not yet used */
     disco__spin lock; /* errors */
     disco_error **errors;
     size_t n_errors;
@@ -37,6 +46,7 @@ void disco_sync_begin(disco_sync *scope)
 {
     struct disco__sync_impl *s = (struct disco__sync_impl *)scope;
     atomic_init(&s->pending, 1);
+    s->credits = 0;
     atomic_init(&s->lock.held, false);
     s->errors = NULL;
     s->n_errors = 0;
@@ -48,7 +58,13 @@ void disco_sync_begin(disco_sync *scope)
 
 void disco__sync_add(struct disco__sync_impl *s)
 {
-    atomic_fetch_add_explicit(&s->pending, 1, memory_order_relaxed);
+    if (s->credits == 0) {
+        /* relaxed: pending only has to stay above zero until sync_end,
+         * which this increment (made before the task exists) ensures. */
+        atomic_fetch_add_explicit(&s->pending, CREDIT_BATCH, memory_order_relaxed);
+        s->credits = CREDIT_BATCH;
+    }
+    s->credits--;
 }
 
 void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t)
@@ -75,16 +91,25 @@ void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t)
         disco__waiter_wake(s->waiter, 0);
 }
 
+static bool in_scope(disco_task *t, void *s) { return t->scope == s; }
+
 int disco_sync_end(disco_sync *scope)
 {
     struct disco__sync_impl *s = (struct disco__sync_impl *)scope;
     struct disco__sync_impl **slot = scope_slot();
     assert(*slot == s && "disco_sync_end: scopes must nest");
     *slot = s->parent;
+    /* Run our own unstarted members inline first (see task.c). */
+    disco_task *t;
+    while (atomic_load_explicit(&s->pending, memory_order_relaxed) >
+               1 + s->credits &&
+           (t = disco__task_pop_own_if(in_scope, s)))
+        disco__task_run_inline(t);
     disco__waiter w;
     disco__waiter_init(&w);
     s->waiter = &w;
-    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) != 1)
+    long mine = 1 + s->credits;
+    if (atomic_fetch_sub_explicit(&s->pending, mine, memory_order_acq_rel) != mine)
         disco__waiter_wait(&w);
     if (!s->n_errors)
         return 0;

@@ -26,9 +26,12 @@ static void task_free(disco__worker *w, disco_task *t)
 
 static void task_release(disco_task *t)
 {
-    /* acq_rel: the last owner must see every write of the other before it
-     * frees the task. */
-    if (atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    /* A count of 1 is ours alone (nobody can take a new reference without
+     * holding one), so the RMW is skipped, as for every detached task.
+     * acquire / acq_rel: the last owner sees every write of the others
+     * before it frees the task. */
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
+        atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
         task_free(disco__self(), t);
 }
 
@@ -106,7 +109,7 @@ disco_task *disco_async_attr(disco_task_fn fn, void *arg,
             &w->spawned, memory_order_relaxed) + 1, memory_order_relaxed);
     else
         disco__count_foreign_spawn(1);
-    disco__schedule(t);
+    disco__schedule_on(w, t);
     return t;
 nomem:
     disco_error_set(DISCO_ENOMEM, "disco_async: out of memory");
@@ -134,6 +137,7 @@ void disco__task_switch_out(disco_task *t, int leave)
 {
     disco__worker *w = disco__self();
     t->leave = leave;
+    w->leaving = t;
 #ifdef DISCO_ASAN
     /* A NULL save slot tells ASan the fiber is done: free its fake stack. */
     __sanitizer_start_switch_fiber(leave == LEAVE_EXIT ? NULL : &t->asan_fake_stack,
@@ -163,6 +167,26 @@ static void report_detached_failure(const disco_task *t)
             t->name ? t->name : "", t->name ? "'" : "", buf);
 }
 
+/* Bookkeeping once t's function has returned: scope, joiner, handle. */
+static void task_complete(disco__worker *w, disco_task *t)
+{
+    if (t->scope)
+        disco__sync_task_done(t->scope, t);
+    atomic_store_explicit(&w->finished, atomic_load_explicit(
+        &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
+    /* acq_rel: release publishes status/result/err to the joiner (pairs with
+     * its acquire CAS); acquire sees its waiter before we wake it. */
+    disco__waiter *j = atomic_load_explicit(&t->joiner, memory_order_relaxed);
+    if (j != TASK_DETACHED) /* TASK_DETACHED is final: no exchange needed */
+        j = atomic_exchange_explicit(&t->joiner, TASK_DONE, memory_order_acq_rel);
+    if (j == TASK_DETACHED)
+        report_detached_failure(t);
+    else if (j)
+        disco__waiter_wake(j, 0);
+    task_release(t);
+}
+
+/* Worker side, after a task with its own stack returned. */
 static void task_finish(disco__worker *w, disco_task *t)
 {
     if (t->has_stack) {
@@ -172,19 +196,55 @@ static void task_finish(disco__worker *w, disco_task *t)
         __tsan_destroy_fiber(t->tsan_fiber);
 #endif
     }
-    if (t->scope)
-        disco__sync_task_done(t->scope, t);
-    atomic_store_explicit(&w->finished, atomic_load_explicit(
-        &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
-    /* acq_rel: release publishes status/result/err to the joiner (pairs with
-     * its acquire CAS); acquire sees its waiter before we wake it. */
-    disco__waiter *j = atomic_exchange_explicit(&t->joiner, TASK_DONE,
-                                                memory_order_acq_rel);
-    if (j == TASK_DETACHED)
-        report_detached_failure(t);
-    else if (j)
-        disco__waiter_wake(j, 0);
-    task_release(t);
+    task_complete(w, t);
+}
+
+/*
+ * Inline execution. A task that waits for a task it could run itself (the
+ * one it joins, or a member of the scope it ends) and finds it unstarted at
+ * the bottom of its own deque runs it right there, on its own stack, as
+ * TBB's wait does: no stack to bind, no context switch, no park. This adds
+ * no new dependency: the waiter could not continue before that task
+ * finishes anyway. If the inlined task blocks, it parks with the waiter's
+ * stack beneath it, and resumes (on any worker) on that stack.
+ */
+
+/* True while at least half of the running task's stack is left. */
+static bool stack_room(const disco_task *me)
+{
+    char probe;
+    return (size_t)(&probe - me->stack.lo) > me->stack.size / 2;
+}
+
+disco_task *disco__task_pop_own_if(bool (*want)(disco_task *, void *), void *arg)
+{
+    disco__worker *w = disco__self();
+    if (!w || !w->current || !stack_room(w->current))
+        return NULL;
+    disco_task *t = disco__deque_pop(&w->deque);
+    if (t && !want(t, arg)) {
+        disco__deque_push(&w->deque, t); /* cannot fail: we just made room */
+        t = NULL;
+    }
+    return t;
+}
+
+void disco__task_run_inline(disco_task *t)
+{
+    disco__worker *w = disco__self();
+    disco_task *host = w->current;
+    t->stack = host->stack; /* guard-page reports and sanitizers look here */
+    t->has_stack = true;
+#ifdef DISCO_TSAN
+    t->tsan_fiber = host->tsan_fiber;
+#endif
+    w->current = t;
+    atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
+    t->status = t->fn(t->arg, &t->result);
+    w = disco__self(); /* t may have parked and resumed on another worker */
+    w->current = host;
+    t->has_stack = false;
+    task_complete(w, t);
 }
 
 void disco__task_run(disco__worker *w, disco_task *t)
@@ -215,6 +275,9 @@ void disco__task_run(disco__worker *w, disco_task *t)
 #ifdef DISCO_ASAN
     __sanitizer_finish_switch_fiber(w->asan_fake_stack, NULL, NULL);
 #endif
+    /* Not necessarily t: if t was run inline on a host's stack and has
+     * returned, it is the host that switched out. */
+    t = w->leaving;
     w->current = NULL;
     switch (t->leave) {
     case LEAVE_YIELD:
@@ -287,21 +350,28 @@ void disco_yield(void)
         disco__task_switch_out(w->current, LEAVE_YIELD);
 }
 
+static bool is_task(disco_task *t, void *want) { return t == want; }
+
 int disco_task_join(disco_task *t, void **result_p)
 {
     if (!t)
         return disco_error_set(DISCO_EINVAL, "disco_task_join: NULL task");
     if (t == disco_current_task())
         return disco_error_set(DISCO_ESTATE, "a task cannot join itself");
-    disco__waiter w;
-    disco__waiter_init(&w);
-    disco__waiter *expect = NULL;
-    /* acq_rel: release publishes our waiter to task_finish; on failure the
-     * acquire load of TASK_DONE pairs with task_finish's exchange. */
-    if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, &w,
-                                                memory_order_acq_rel,
-                                                memory_order_acquire))
-        disco__waiter_wait(&w);
+    disco_task *own = disco__task_pop_own_if(is_task, t);
+    if (own) {
+        disco__task_run_inline(own);
+    } else {
+        disco__waiter w;
+        disco__waiter_init(&w);
+        disco__waiter *expect = NULL;
+        /* acq_rel: release publishes our waiter to task_finish; on failure
+         * the acquire load of TASK_DONE pairs with task_finish's exchange. */
+        if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, &w,
+                                                    memory_order_acq_rel,
+                                                    memory_order_acquire))
+            disco__waiter_wait(&w);
+    }
     int status = t->status;
     if (result_p)
         *result_p = t->result;
