@@ -4,7 +4,7 @@
 
 DISCO_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libhwloc-dev libcmocka-dev libbenchmark-dev libtbb-dev libfabric-dev \
-libibverbs-dev librdmacm-dev libssl-dev"
+libibverbs-dev librdmacm-dev libssl-dev gcc-aarch64-linux-gnu qemu-user"
 
 # Installs the missing Debian packages with apt-get when running as root;
 # otherwise names them and fails.
