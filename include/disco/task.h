@@ -69,13 +69,15 @@ DISCO_API int disco_sched_start(unsigned nthreads);
  */
 DISCO_API int disco_sched_stop(void);
 
-/* Number of scheduler threads (starting the scheduler if needed). */
+/* Number of scheduler threads (starting the scheduler if needed; 0 if it
+ * could not start, with the last error set). */
 DISCO_API unsigned disco_sched_nthreads(void);
 
 /*
  * Creates a task running fn(arg) and makes it runnable. Returns its handle,
  * which must be passed to disco_task_join or disco_task_detach exactly once,
- * or NULL with the last error set (DISCO_ENOMEM). When called inside a
+ * or NULL with the last error set (DISCO_EINVAL for a NULL fn, DISCO_ENOMEM,
+ * or why the scheduler could not start). When called inside a
  * disco_sync scope the task also belongs to that scope. The task starts on
  * the calling thread's queue and may be stolen by any other thread.
  */

@@ -312,7 +312,10 @@ static unsigned default_nthreads(void)
 static int start_locked(unsigned n)
 {
     int rc = DISCO_ENOMEM;
-    if (hwloc_topology_init(&S.topo) == 0 && hwloc_topology_load(S.topo) != 0) {
+    /* Without a topology the scheduler still runs: one thread, unbound. */
+    if (hwloc_topology_init(&S.topo) != 0) {
+        S.topo = NULL;
+    } else if (hwloc_topology_load(S.topo) != 0) {
         hwloc_topology_destroy(S.topo);
         S.topo = NULL;
     }
@@ -343,7 +346,7 @@ static int start_locked(unsigned n)
     for (unsigned i = 0; i < n; i++) {
         if (pthread_create(&S.workers[i].thread, NULL, worker_main,
                            &S.workers[i]) != 0) {
-            rc = disco_error_set(DISCO_ESYS, "cannot start scheduler thread %u", i);
+            rc = DISCO_ESYS;
             atomic_store(&S.stopping, true);
             for (unsigned j = 0; j < i; j++)
                 pthread_join(S.workers[j].thread, NULL);
@@ -363,7 +366,9 @@ fail:
     if (S.topo)
         hwloc_topology_destroy(S.topo);
     S.topo = NULL;
-    return rc;
+    return disco_error_set(rc, "cannot start the scheduler: %s",
+                           rc == DISCO_ESYS ? "pthread_create failed"
+                                            : "out of memory");
 }
 
 int disco_sched_start(unsigned nthreads)
@@ -374,18 +379,15 @@ int disco_sched_start(unsigned nthreads)
     return rc;
 }
 
-void disco__sched_ensure(void)
+int disco__sched_ensure(void)
 {
     /* acquire: pairs with the release store of running in start_locked. */
     if (atomic_load_explicit(&S.running, memory_order_acquire))
-        return;
+        return 0;
     pthread_mutex_lock(&S.lock);
-    if (!atomic_load(&S.running) && start_locked(0) != 0) {
-        fprintf(stderr, "disco: cannot start the scheduler: %s\n",
-                disco_strerror(DISCO_ENOMEM));
-        abort();
-    }
+    int rc = atomic_load(&S.running) ? 0 : start_locked(0);
     pthread_mutex_unlock(&S.lock);
+    return rc;
 }
 
 int disco_sched_stop(void)
@@ -421,7 +423,8 @@ int disco_sched_stop(void)
     S.workers = NULL;
     S.n = 0;
     atomic_store(&S.foreign_spawned, 0);
-    hwloc_topology_destroy(S.topo);
+    if (S.topo)
+        hwloc_topology_destroy(S.topo);
     S.topo = NULL;
     atomic_store(&S.running, false);
     pthread_mutex_unlock(&S.lock);
@@ -430,7 +433,7 @@ int disco_sched_stop(void)
 
 unsigned disco_sched_nthreads(void)
 {
-    disco__sched_ensure();
+    disco__sched_ensure(); /* on failure S.n stays 0, which says it */
     return S.n;
 }
 

@@ -117,8 +117,9 @@ typedef struct disco__worker {
  * park, and the compiler must not reuse a thread-local address across it. */
 disco__worker *disco__self(void);
 
-/* Starts the scheduler if it is not running. */
-void disco__sched_ensure(void);
+/* Starts the scheduler if it is not running: 0, or a status with the last
+ * error set. */
+int disco__sched_ensure(void);
 
 /* Default stack size from DISCO_STACK_SIZE, fixed at start. */
 size_t disco__default_stack_size(void);

@@ -101,9 +101,7 @@ int disco_sync_end(disco_sync *scope)
     *slot = s->parent;
     /* Run our own unstarted members inline first (see task.c). */
     disco_task *t;
-    while (atomic_load_explicit(&s->pending, memory_order_relaxed) >
-               1 + s->credits &&
-           (t = disco__task_pop_own_if(in_scope, s)))
+    while ((t = disco__task_pop_own_if(in_scope, s)))
         disco__task_run_inline(t);
     disco__waiter w;
     disco__waiter_init(&w);

@@ -85,7 +85,8 @@ disco_task *disco_async_attr(disco_task_fn fn, void *arg,
         disco_error_set(DISCO_EINVAL, "disco_async: no function");
         return NULL;
     }
-    disco__sched_ensure();
+    if (disco__sched_ensure() != 0)
+        return NULL;
     disco__worker *w = disco__self();
     disco_task *t = disco__task_alloc(w);
     if (!t)
