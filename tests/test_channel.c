@@ -54,6 +54,8 @@ static void test_bad_arguments(void **state)
     assert_int_equal(disco_put(NULL, &x), DISCO_EINVAL);
     assert_int_equal(disco_take(NULL, &x), DISCO_EINVAL);
     assert_int_equal(disco_close(NULL), DISCO_EINVAL);
+    assert_int_equal(disco_wait(NULL), DISCO_EINVAL);
+    assert_int_equal(disco_fetch(NULL, &x), DISCO_EINVAL);
     disco_channel *ch = disco_channel_new(sizeof(long), 3);
     assert_int_equal(disco_channel_capacity(ch), 3);
     assert_int_equal(disco_channel_elem_size(ch), sizeof(long));

@@ -395,22 +395,27 @@ static int locked_put(disco_channel *ch, const void *item)
     return rc ? disco_error_set(rc, "put on a closed channel") : 0;
 }
 
-/* take (remove) or fetch (copy only) in a locked mode. */
-static int locked_get(disco_channel *ch, void *out, bool remove)
+/* What a locked-mode get does with the ready item. */
+typedef enum { GET_TAKE, GET_FETCH, GET_WAIT } get_kind;
+
+/* take, fetch or wait in a locked mode. */
+static int locked_get(disco_channel *ch, void *out, get_kind kind)
 {
     for (;;) {
         disco__spin_lock(&ch->lock);
         if (locked_ready(ch)) {
             disco__waiter *putter = NULL;
-            if (ch->mode == MODE_UNBOUNDED) {
+            if (kind == GET_WAIT) {
+                /* nothing to copy */
+            } else if (ch->mode == MODE_UNBOUNDED) {
                 memcpy(out, buf_at(ch, 0), ch->elem_size);
-                if (remove) {
+                if (kind == GET_TAKE) {
                     ch->buf_head = (ch->buf_head + 1) % ch->buf_cap;
                     ch->buf_n--;
                 }
             } else {
                 memcpy(out, ch->putters.head->buf, ch->elem_size);
-                if (remove)
+                if (kind == GET_TAKE)
                     putter = disco__waitq_pop_locked(&ch->putters);
             }
             disco__spin_unlock(&ch->lock);
@@ -425,11 +430,11 @@ static int locked_get(disco_channel *ch, void *out, bool remove)
         disco__waiter w;
         disco__waiter_init(&w);
         w.buf = out;
-        /* A taker on an unbuffered channel or an unbounded one can receive
-         * the item directly from a putter; a fetch only watches. */
-        disco__waitq_push_locked(remove ? &ch->takers : &ch->watchers, &w);
+        /* A taker can receive the item straight from a putter; fetch and
+         * wait only watch. */
+        disco__waitq_push_locked(kind == GET_TAKE ? &ch->takers : &ch->watchers, &w);
         disco__spin_unlock(&ch->lock);
-        if (disco__waiter_wait(&w) == 0 && remove)
+        if (disco__waiter_wait(&w) == 0 && kind == GET_TAKE)
             return 0; /* a putter copied the item into out */
         /* woken by a close or as a watcher: look again */
     }
@@ -449,7 +454,7 @@ int disco_take(disco_channel *ch, void *out)
     if (!ch || !out)
         return disco_error_set(DISCO_EINVAL, "disco_take: NULL argument");
     if (ch->mode != MODE_RING)
-        return locked_get(ch, out, true);
+        return locked_get(ch, out, GET_TAKE);
     int rc = ring_get(ch, attempt_pop, out, &ch->takers);
     if (rc == 0) {
         disco__fence_seq_cst(); /* pairs with sleep_on's */
@@ -463,7 +468,7 @@ int disco_fetch(disco_channel *ch, void *out)
     if (!ch || !out)
         return disco_error_set(DISCO_EINVAL, "disco_fetch: NULL argument");
     if (ch->mode != MODE_RING)
-        return locked_get(ch, out, false);
+        return locked_get(ch, out, GET_FETCH);
     return ring_get(ch, attempt_peek, out, &ch->watchers);
 }
 
@@ -479,24 +484,11 @@ bool disco_isready(disco_channel *ch)
 
 int disco_wait(disco_channel *ch)
 {
+    if (!ch)
+        return disco_error_set(DISCO_EINVAL, "disco_wait: NULL channel");
     if (ch->mode == MODE_RING)
         return ring_get(ch, attempt_ready, NULL, &ch->watchers);
-    for (;;) {
-        disco__spin_lock(&ch->lock);
-        if (locked_ready(ch)) {
-            disco__spin_unlock(&ch->lock);
-            return 0;
-        }
-        if (atomic_load_explicit(&ch->closed, memory_order_relaxed)) {
-            disco__spin_unlock(&ch->lock);
-            return disco_error_set(DISCO_ECLOSED, "channel closed and empty");
-        }
-        disco__waiter w;
-        disco__waiter_init(&w);
-        disco__waitq_push_locked(&ch->watchers, &w);
-        disco__spin_unlock(&ch->lock);
-        disco__waiter_wait(&w);
-    }
+    return locked_get(ch, NULL, GET_WAIT);
 }
 
 int disco_close(disco_channel *ch)

@@ -134,23 +134,45 @@ static void task_entry(void *arg)
     __builtin_unreachable();
 }
 
+/* What the sanitizers need to hear about a switch: ASan the target's stack
+ * and a slot for the leaving side's fake stack, TSan the target fiber. */
+#ifdef DISCO_ASAN
+#define ASAN_SLOT(x) (&(x)->asan_fake_stack)
+#define ASAN_BOUNDS(w) (w)->stack_lo, (w)->stack_size
+#else
+#define ASAN_SLOT(x) NULL
+#define ASAN_BOUNDS(w) NULL, 0
+#endif
+#ifdef DISCO_TSAN
+#define TSAN_FIBER(x) ((x)->tsan_fiber)
+#else
+#define TSAN_FIBER(x) NULL
+#endif
+
+static inline void switch_to(disco__ctx *from, disco__ctx *to, void **fake_slot,
+                             const void *to_lo, size_t to_size, void *to_fiber)
+{
+#ifdef DISCO_ASAN
+    __sanitizer_start_switch_fiber(fake_slot, to_lo, to_size);
+#endif
+#ifdef DISCO_TSAN
+    __tsan_switch_to_fiber(to_fiber, 0);
+#endif
+    disco__ctx_switch(from, to);
+#ifdef DISCO_ASAN
+    __sanitizer_finish_switch_fiber(*fake_slot, NULL, NULL);
+#endif
+    (void)fake_slot, (void)to_lo, (void)to_size, (void)to_fiber;
+}
+
 void disco__task_switch_out(disco_task *t, int leave)
 {
     disco__worker *w = disco__self();
     t->leave = leave;
     w->leaving = t;
-#ifdef DISCO_ASAN
     /* A NULL save slot tells ASan the fiber is done: free its fake stack. */
-    __sanitizer_start_switch_fiber(leave == LEAVE_EXIT ? NULL : &t->asan_fake_stack,
-                                   w->stack_lo, w->stack_size);
-#endif
-#ifdef DISCO_TSAN
-    __tsan_switch_to_fiber(w->tsan_fiber, 0);
-#endif
-    disco__ctx_switch(&t->ctx, &w->ctx);
-#ifdef DISCO_ASAN
-    __sanitizer_finish_switch_fiber(t->asan_fake_stack, NULL, NULL);
-#endif
+    switch_to(&t->ctx, &w->ctx, leave == LEAVE_EXIT ? NULL : ASAN_SLOT(t),
+              ASAN_BOUNDS(w), TSAN_FIBER(w));
 }
 
 /* Nobody will join a failed detached task: say so on stderr. */
@@ -266,16 +288,8 @@ void disco__task_run(disco__worker *w, disco_task *t)
     }
     w->current = t;
     atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
-#ifdef DISCO_ASAN
-    __sanitizer_start_switch_fiber(&w->asan_fake_stack, t->stack.lo, t->stack.size);
-#endif
-#ifdef DISCO_TSAN
-    __tsan_switch_to_fiber(t->tsan_fiber, 0);
-#endif
-    disco__ctx_switch(&w->ctx, &t->ctx);
-#ifdef DISCO_ASAN
-    __sanitizer_finish_switch_fiber(w->asan_fake_stack, NULL, NULL);
-#endif
+    switch_to(&w->ctx, &t->ctx, ASAN_SLOT(w), t->stack.lo, t->stack.size,
+              TSAN_FIBER(t));
     /* Not necessarily t: if t was run inline on a host's stack and has
      * returned, it is the host that switched out. */
     t = w->leaving;
