@@ -179,7 +179,8 @@ void disco__timer_fini(void);
 
 /* Sync scopes (sync.c): called by disco_async and by task completion. */
 void disco__sync_add(struct disco__sync_impl *s);
-void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t);
+void disco__sync_task_failed(struct disco__sync_impl *s, disco_task *t);
+void disco__sync_task_done(struct disco__sync_impl *s);
 /* The innermost open scope of the calling task or thread. */
 struct disco__sync_impl *disco__sync_current(void);
 

@@ -23,6 +23,7 @@ struct disco__sync_impl {
     disco__spin lock; /* errors */
     disco_error **errors;
     size_t n_errors;
+    size_t n_failed; /* > n_errors only when memory ran out */
     disco__waiter *waiter;
     struct disco__sync_impl *parent;
 };
@@ -50,6 +51,7 @@ void disco_sync_begin(disco_sync *scope)
     atomic_init(&s->lock.held, false);
     s->errors = NULL;
     s->n_errors = 0;
+    s->n_failed = 0;
     s->waiter = NULL;
     struct disco__sync_impl **slot = scope_slot();
     s->parent = *slot;
@@ -67,24 +69,28 @@ void disco__sync_add(struct disco__sync_impl *s)
     s->credits--;
 }
 
-void disco__sync_task_done(struct disco__sync_impl *s, disco_task *t)
+void disco__sync_task_failed(struct disco__sync_impl *s, disco_task *t)
 {
-    if (t->status != 0) {
-        disco_error *e = t->err ? disco_error_copy(t->err)
-                                : disco_error_new(t->status,
-                                                  "task %llu failed: %s",
-                                                  (unsigned long long)t->id,
-                                                  disco_strerror(t->status));
-        disco__spin_lock(&s->lock);
-        disco_error **grown = realloc(s->errors, (s->n_errors + 1) * sizeof(*grown));
-        if (grown) {
+    disco_error *e = t->err ? disco_error_copy(t->err)
+                            : disco_error_new(t->status, "task %llu failed: %s",
+                                              (unsigned long long)t->id,
+                                              disco_strerror(t->status));
+    disco__spin_lock(&s->lock);
+    s->n_failed++;
+    disco_error **grown = realloc(s->errors, (s->n_errors + 1) * sizeof(*grown));
+    if (grown && e) {
+        s->errors = grown;
+        s->errors[s->n_errors++] = e;
+    } else {
+        if (grown)
             s->errors = grown;
-            s->errors[s->n_errors++] = e;
-        } else {
-            disco_error_free(e); /* the count below still reports it */
-        }
-        disco__spin_unlock(&s->lock);
+        disco_error_free(e); /* out of memory: this detail is lost */
     }
+    disco__spin_unlock(&s->lock);
+}
+
+void disco__sync_task_done(struct disco__sync_impl *s)
+{
     /* acq_rel: the last task's decrement publishes every task's error to
      * the scope owner and sees its waiter (published by its own decrement). */
     if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
@@ -109,8 +115,12 @@ int disco_sync_end(disco_sync *scope)
     long mine = 1 + s->credits;
     if (atomic_fetch_sub_explicit(&s->pending, mine, memory_order_acq_rel) != mine)
         disco__waiter_wait(&w);
-    if (!s->n_errors)
+    if (!s->n_failed)
         return 0;
+    if (!s->n_errors)
+        return disco_error_set(DISCO_ECOMPOSITE,
+                               "%zu tasks failed (no memory for their errors)",
+                               s->n_failed);
     disco_error *e = disco_error_composite(s->errors, s->n_errors);
     free(s->errors);
     s->errors = NULL;

@@ -193,8 +193,11 @@ static void report_detached_failure(const disco_task *t)
 /* Bookkeeping once t's function has returned: scope, joiner, handle. */
 static void task_complete(disco__worker *w, disco_task *t)
 {
-    if (t->scope)
-        disco__sync_task_done(t->scope, t);
+    /* Order matters: the scope copies the error before a joiner can take
+     * it, and counts the task down only after it is marked done, so that
+     * every task of an ended scope reports disco_task_done. */
+    if (t->scope && t->status != 0)
+        disco__sync_task_failed(t->scope, t);
     atomic_store_explicit(&w->finished, atomic_load_explicit(
         &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
     /* acq_rel: release publishes status/result/err to the joiner (pairs with
@@ -206,6 +209,8 @@ static void task_complete(disco__worker *w, disco_task *t)
         report_detached_failure(t);
     else if (j)
         disco__waiter_wake(j, 0);
+    if (t->scope)
+        disco__sync_task_done(t->scope);
     task_release(t);
 }
 
