@@ -97,6 +97,16 @@ struct spread {
     _Atomic unsigned long threads_seen; /* bit per pthread hash */
 };
 
+/* A small number per OS thread, for counting the threads that ran tasks. */
+static int thread_bit(void)
+{
+    static atomic_int next;
+    static __thread int bit = -1;
+    if (bit < 0)
+        bit = atomic_fetch_add(&next, 1) % 64;
+    return bit;
+}
+
 static int note_thread(void *arg, void **result)
 {
     (void)result;
@@ -104,7 +114,7 @@ static int note_thread(void *arg, void **result)
     volatile double x = 0;
     for (int i = 0; i < 20000; i++) /* enough work for a thief to show up */
         x += i;
-    atomic_fetch_or(&s->threads_seen, 1ul << ((uintptr_t)pthread_self() % 61));
+    atomic_fetch_or(&s->threads_seen, 1ul << thread_bit());
     atomic_fetch_add(&s->count, 1);
     return 0;
 }
@@ -127,12 +137,17 @@ static void test_work_is_stolen(void **state)
     (void)state;
     if (disco_sched_nthreads() < 2)
         skip();
-    struct spread s = {0};
-    disco_task *t = disco_async(spawn_many, &s);
-    assert_int_equal(disco_task_join(t, NULL), 0);
-    assert_int_equal(atomic_load(&s.count), 2000);
-    /* Spawned on one worker, run on more than one. */
-    assert_true(__builtin_popcountl(atomic_load(&s.threads_seen)) >= 2);
+    /* Spawned on one worker, run on more than one. A loaded machine may
+     * leave the second thread off the CPU for a whole round: allow a few. */
+    int threads = 0;
+    for (int round = 0; round < 10 && threads < 2; round++) {
+        struct spread s = {0};
+        disco_task *t = disco_async(spawn_many, &s);
+        assert_int_equal(disco_task_join(t, NULL), 0);
+        assert_int_equal(atomic_load(&s.count), 2000);
+        threads = __builtin_popcountl(atomic_load(&s.threads_seen));
+    }
+    assert_true(threads >= 2);
 }
 
 struct pingpong {
@@ -275,7 +290,8 @@ static int child_mode(const char *mode)
     if (!strcmp(mode, "detached-failure")) {
         disco_task_attr attr = {.name = "doomed", .detached = true};
         disco_async_attr(fail_with, (void *)99, &attr);
-        disco_sleep(0.2);
+        while (disco_sched_stop() == DISCO_EBUSY) /* until it has finished */
+            disco_sleep(0.01);
         return 0;
     }
     return 2;
