@@ -48,9 +48,9 @@ static struct {
     _Alignas(64) _Atomic int64_t foreign_spawned;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-static __thread disco__worker *tls_worker;
-static __thread disco_error *tls_error; /* last error outside tasks */
-static __thread bool tls_error_registered;
+static DISCO__TLS disco__worker *tls_worker;
+static DISCO__TLS disco_error *tls_error; /* last error outside tasks */
+static DISCO__TLS bool tls_error_registered;
 static pthread_key_t error_key;
 static pthread_once_t error_key_once = PTHREAD_ONCE_INIT;
 
@@ -173,8 +173,11 @@ static disco_task *steal_any(disco__worker *w)
 static disco_task *find_work(disco__worker *w)
 {
     disco_task *t;
-    if (++w->tick % INJECT_EVERY == 0 && (t = disco__inject_try_pop(&S.inject)))
-        return t;
+    if (--w->tick == 0) { /* now and then the injection queue goes first */
+        w->tick = INJECT_EVERY;
+        if ((t = disco__inject_try_pop(&S.inject)))
+            return t;
+    }
     if ((t = disco__deque_pop(&w->deque)))
         return t;
     if (disco__timer_next() != UINT64_MAX &&
@@ -273,6 +276,8 @@ static void *worker_main(void *arg)
             disco__task_run(w, t);
             continue;
         }
+        if (w->done_count) /* nothing to run: hand in what we counted */
+            disco__sync_flush(w);
         if (atomic_load_explicit(&S.stopping, memory_order_acquire))
             break;
         if (!searching) {
@@ -337,6 +342,7 @@ static int start_locked(unsigned n)
         disco__worker *w = &S.workers[i];
         w->index = i;
         w->rng = 0x9e3779b97f4a7c15ull * (i + 1);
+        w->tick = INJECT_EVERY;
         if (disco__deque_init(&w->deque, 10) != 0) {
             S.n = i;
             goto fail_workers;

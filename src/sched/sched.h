@@ -39,6 +39,11 @@
 #endif
 #endif
 
+/* Thread-locals of the runtime. initial-exec: one %fs-relative load, not a
+ * __tls_get_addr call per access from the shared library (glibc keeps
+ * static TLS room for this, also for a dlopen'ed libdisco). */
+#define DISCO__TLS __thread __attribute__((tls_model("initial-exec")))
+
 /* Task states. RUNNABLE: queued. NOTIFIED: an unpark arrived while the task
  * was running or on its way to park; its next park returns at once. */
 enum {
@@ -95,6 +100,12 @@ typedef struct disco__worker {
     uint64_t rng;
     uint32_t tick;
     pthread_t thread;
+    /* Completions of one scope not yet counted down (see sync.c). */
+    struct disco__sync_impl *done_scope;
+    long done_count;
+    /* Task ids are handed out in blocks to keep a global counter off the
+     * spawn path. */
+    uint64_t next_id, end_id;
     /* Single-writer counters, summed by disco_sched_stop. */
     _Atomic uint64_t spawned, finished;
     /* Caches of retired tasks and default-size stacks (owner only). */
@@ -153,10 +164,12 @@ void disco__task_depot_drain(void);
 void disco__task_ref(disco_task *t);
 void disco__task_unref(disco_task *t);
 
-/* Inline execution (see task.c): pops the bottom of the calling worker's
- * deque if want(t, arg) accepts it and the running task has stack to spare;
- * then runs it to completion on the calling task's stack. */
-disco_task *disco__task_pop_own_if(bool (*want)(disco_task *, void *), void *arg);
+/* Inline execution (see task.c): pops the bottom of w's deque if want(t,
+ * arg) accepts it and w's running task has stack to spare. */
+disco_task *disco__task_pop_own_if(disco__worker *w,
+                                   bool (*want)(disco_task *, void *), void *arg);
+/* Runs t on the calling task's stack and completes it (scope, joiner,
+ * handle) like a task that ran on its own. */
 void disco__task_run_inline(disco_task *t);
 
 /* Worker side of task life: run it, finish it. */
@@ -180,8 +193,12 @@ void disco__timer_fini(void);
 /* Sync scopes (sync.c): called by disco_async and by task completion. */
 void disco__sync_add(struct disco__sync_impl *s);
 void disco__sync_task_failed(struct disco__sync_impl *s, disco_task *t);
-void disco__sync_task_done(struct disco__sync_impl *s);
-/* The innermost open scope of the calling task or thread. */
-struct disco__sync_impl *disco__sync_current(void);
+/* Counts a finished task of s on worker w (batched, see sync.c). */
+void disco__sync_task_done(disco__worker *w, struct disco__sync_impl *s);
+/* Hands w's batched completions to their scope. */
+void disco__sync_flush(disco__worker *w);
+/* The innermost open scope of task cur, or of the calling thread when cur
+ * is NULL. */
+struct disco__sync_impl *disco__sync_current(disco_task *cur);
 
 #endif

@@ -14,7 +14,7 @@
 
 static struct sigaction previous_segv;
 static pthread_once_t handler_once = PTHREAD_ONCE_INIT;
-static __thread void *altstack;
+static DISCO__TLS void *altstack;
 
 int disco__stack_map(disco__stack *s, size_t size)
 {

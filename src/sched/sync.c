@@ -31,7 +31,7 @@ struct disco__sync_impl {
 _Static_assert(sizeof(struct disco__sync_impl) <= sizeof(disco_sync),
                "disco_sync too small");
 
-static __thread struct disco__sync_impl *tls_scope; /* outside tasks */
+static DISCO__TLS struct disco__sync_impl *tls_scope; /* outside tasks */
 
 /* Thread-local access kept out of line, like disco__self. */
 __attribute__((noinline)) static struct disco__sync_impl **scope_slot(void)
@@ -41,7 +41,10 @@ __attribute__((noinline)) static struct disco__sync_impl **scope_slot(void)
     return t ? &t->scope_top : &tls_scope;
 }
 
-struct disco__sync_impl *disco__sync_current(void) { return *scope_slot(); }
+struct disco__sync_impl *disco__sync_current(disco_task *cur)
+{
+    return cur ? cur->scope_top : tls_scope;
+}
 
 void disco_sync_begin(disco_sync *scope)
 {
@@ -89,11 +92,33 @@ void disco__sync_task_failed(struct disco__sync_impl *s, disco_task *t)
     disco__spin_unlock(&s->lock);
 }
 
-void disco__sync_task_done(struct disco__sync_impl *s)
+/*
+ * Completions are counted per worker and handed to the scope in one
+ * decrement (disco__sync_flush): with many small tasks finishing on every
+ * worker, one shared counter per scope would bounce between their caches on
+ * every task. A worker flushes before it runs a task of another scope and
+ * before it goes looking for work, so an owner never waits on completions
+ * a worker is sitting on: while the worker keeps running tasks of the same
+ * scope, the scope is not finished anyway.
+ */
+void disco__sync_task_done(disco__worker *w, struct disco__sync_impl *s)
 {
-    /* acq_rel: the last task's decrement publishes every task's error to
-     * the scope owner and sees its waiter (published by its own decrement). */
-    if (atomic_fetch_sub_explicit(&s->pending, 1, memory_order_acq_rel) == 1)
+    if (w->done_scope != s) {
+        disco__sync_flush(w);
+        w->done_scope = s;
+    }
+    w->done_count++;
+}
+
+void disco__sync_flush(disco__worker *w)
+{
+    struct disco__sync_impl *s = w->done_scope;
+    long n = w->done_count;
+    w->done_scope = NULL;
+    w->done_count = 0;
+    /* acq_rel: the last decrement publishes every task's error to the
+     * scope owner and sees its waiter (published by its own decrement). */
+    if (n && atomic_fetch_sub_explicit(&s->pending, n, memory_order_acq_rel) == n)
         disco__waiter_wake(s->waiter, 0);
 }
 
@@ -107,8 +132,11 @@ int disco_sync_end(disco_sync *scope)
     *slot = s->parent;
     /* Run our own unstarted members inline first (see task.c). */
     disco_task *t;
-    while ((t = disco__task_pop_own_if(in_scope, s)))
+    while ((t = disco__task_pop_own_if(disco__self(), in_scope, s)))
         disco__task_run_inline(t);
+    disco__worker *self = disco__self();
+    if (self && self->done_scope == s)
+        disco__sync_flush(self); /* our own share first, then wait */
     disco__waiter w;
     disco__waiter_init(&w);
     s->waiter = &w;

@@ -15,25 +15,42 @@
 
 #define STACK_CACHE_MAX 64  /* default-size stacks kept per worker */
 
+#define ID_BLOCK 4096
 static _Atomic uint64_t next_task_id = 1;
+
+static uint64_t new_task_id(disco__worker *w)
+{
+    if (!w)
+        return atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    if (w->next_id == w->end_id) {
+        w->next_id = atomic_fetch_add_explicit(&next_task_id, ID_BLOCK,
+                                               memory_order_relaxed);
+        w->end_id = w->next_id + ID_BLOCK;
+    }
+    return w->next_id++;
+}
 
 static void task_free(disco__worker *w, disco_task *t)
 {
-    disco_error_free(t->err);
-    free(t->name);
+    if (t->err)
+        disco_error_free(t->err);
+    if (t->name)
+        free(t->name);
     disco__task_dealloc(w, t);
 }
 
-static void task_release(disco_task *t)
+/* Drops n references. A count of n is ours alone (nobody can take a new
+ * reference without holding one), so the RMW is skipped, as for every
+ * detached task. acquire / acq_rel: the last owner sees every write of the
+ * others before it frees the task. */
+static void task_release_n(disco_task *t, int n)
 {
-    /* A count of 1 is ours alone (nobody can take a new reference without
-     * holding one), so the RMW is skipped, as for every detached task.
-     * acquire / acq_rel: the last owner sees every write of the others
-     * before it frees the task. */
-    if (atomic_load_explicit(&t->refs, memory_order_acquire) == 1 ||
-        atomic_fetch_sub_explicit(&t->refs, 1, memory_order_acq_rel) == 1)
+    if (atomic_load_explicit(&t->refs, memory_order_acquire) == n ||
+        atomic_fetch_sub_explicit(&t->refs, n, memory_order_acq_rel) == n)
         task_free(disco__self(), t);
 }
+
+static void task_release(disco_task *t) { task_release_n(t, 1); }
 
 void disco__task_ref(disco_task *t)
 {
@@ -85,15 +102,15 @@ disco_task *disco_async_attr(disco_task_fn fn, void *arg,
         disco_error_set(DISCO_EINVAL, "disco_async: no function");
         return NULL;
     }
-    if (disco__sched_ensure() != 0)
+    disco__worker *w = disco__self(); /* a worker exists: it is running */
+    if (!w && disco__sched_ensure() != 0)
         return NULL;
-    disco__worker *w = disco__self();
     disco_task *t = disco__task_alloc(w);
     if (!t)
         goto nomem;
     t->fn = fn;
     t->arg = arg;
-    t->id = atomic_fetch_add_explicit(&next_task_id, 1, memory_order_relaxed);
+    t->id = new_task_id(w);
     bool detached = attr && attr->detached;
     t->stack_size = attr ? attr->stack_size : 0;
     if (attr && attr->name && !(t->name = strdup(attr->name))) {
@@ -103,7 +120,7 @@ disco_task *disco_async_attr(disco_task_fn fn, void *arg,
     atomic_init(&t->state, TASK_RUNNABLE);
     atomic_init(&t->joiner, detached ? TASK_DETACHED : NULL);
     atomic_init(&t->refs, detached ? 1 : 2);
-    if ((t->scope = disco__sync_current()))
+    if ((t->scope = disco__sync_current(w ? w->current : NULL)))
         disco__sync_add(t->scope);
     if (w) /* single writer: a relaxed load+store, no RMW on this path */
         atomic_store_explicit(&w->spawned, atomic_load_explicit(
@@ -175,6 +192,13 @@ void disco__task_switch_out(disco_task *t, int leave)
               ASAN_BOUNDS(w), TSAN_FIBER(w));
 }
 
+/* Before running t: completions batched for another scope go out first. */
+static inline void flush_other_scope(disco__worker *w, const disco_task *t)
+{
+    if (w->done_scope && w->done_scope != t->scope)
+        disco__sync_flush(w);
+}
+
 /* Nobody will join a failed detached task: say so on stderr. */
 static void report_detached_failure(const disco_task *t)
 {
@@ -190,6 +214,13 @@ static void report_detached_failure(const disco_task *t)
             t->name ? t->name : "", t->name ? "'" : "", buf);
 }
 
+static void count_finished(disco__worker *w)
+{
+    /* single writer: a relaxed load+store, no RMW */
+    atomic_store_explicit(&w->finished, atomic_load_explicit(
+        &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
+}
+
 /* Bookkeeping once t's function has returned: scope, joiner, handle. */
 static void task_complete(disco__worker *w, disco_task *t)
 {
@@ -198,8 +229,7 @@ static void task_complete(disco__worker *w, disco_task *t)
      * every task of an ended scope reports disco_task_done. */
     if (t->scope && t->status != 0)
         disco__sync_task_failed(t->scope, t);
-    atomic_store_explicit(&w->finished, atomic_load_explicit(
-        &w->finished, memory_order_relaxed) + 1, memory_order_relaxed);
+    count_finished(w);
     /* acq_rel: release publishes status/result/err to the joiner (pairs with
      * its acquire CAS); acquire sees its waiter before we wake it. */
     disco__waiter *j = atomic_load_explicit(&t->joiner, memory_order_relaxed);
@@ -210,7 +240,7 @@ static void task_complete(disco__worker *w, disco_task *t)
     else if (j)
         disco__waiter_wake(j, 0);
     if (t->scope)
-        disco__sync_task_done(t->scope);
+        disco__sync_task_done(w, t->scope);
     task_release(t);
 }
 
@@ -244,9 +274,9 @@ static bool stack_room(const disco_task *me)
     return (size_t)(&probe - me->stack.lo) > me->stack.size / 2;
 }
 
-disco_task *disco__task_pop_own_if(bool (*want)(disco_task *, void *), void *arg)
+disco_task *disco__task_pop_own_if(disco__worker *w,
+                                   bool (*want)(disco_task *, void *), void *arg)
 {
-    disco__worker *w = disco__self();
     if (!w || !w->current || !stack_room(w->current))
         return NULL;
     disco_task *t = disco__deque_pop(&w->deque);
@@ -257,10 +287,13 @@ disco_task *disco__task_pop_own_if(bool (*want)(disco_task *, void *), void *arg
     return t;
 }
 
-void disco__task_run_inline(disco_task *t)
+/* Runs t's body on the calling task's stack; returns the worker it ends on
+ * (t may have parked and resumed elsewhere). */
+static disco__worker *run_body_inline(disco_task *t)
 {
     disco__worker *w = disco__self();
     disco_task *host = w->current;
+    flush_other_scope(w, t);
     t->stack = host->stack; /* guard-page reports and sanitizers look here */
     t->has_stack = true;
 #ifdef DISCO_TSAN
@@ -269,14 +302,20 @@ void disco__task_run_inline(disco_task *t)
     w->current = t;
     atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
     t->status = t->fn(t->arg, &t->result);
-    w = disco__self(); /* t may have parked and resumed on another worker */
+    w = disco__self();
     w->current = host;
     t->has_stack = false;
-    task_complete(w, t);
+    return w;
+}
+
+void disco__task_run_inline(disco_task *t)
+{
+    task_complete(run_body_inline(t), t);
 }
 
 void disco__task_run(disco__worker *w, disco_task *t)
 {
+    flush_other_scope(w, t);
     if (!t->has_stack) {
         if (stack_get(w, t) != 0) {
             /* No memory for a stack: fail the task instead of running it. */
@@ -376,11 +415,21 @@ int disco_task_join(disco_task *t, void **result_p)
 {
     if (!t)
         return disco_error_set(DISCO_EINVAL, "disco_task_join: NULL task");
-    if (t == disco_current_task())
+    disco__worker *self = disco__self();
+    if (self && t == self->current)
         return disco_error_set(DISCO_ESTATE, "a task cannot join itself");
-    disco_task *own = disco__task_pop_own_if(is_task, t);
-    if (own) {
-        disco__task_run_inline(own);
+    int refs = 1; /* the handle */
+    if (disco__task_pop_own_if(self, is_task, t)) {
+        /* Joiner and runner at once: no waiter to wake, no done flag for
+         * anyone else to see (the handle is ours), so only the scope and
+         * the counters need the news; both references go below. */
+        disco__worker *w = run_body_inline(t);
+        if (t->scope && t->status != 0)
+            disco__sync_task_failed(t->scope, t);
+        count_finished(w);
+        if (t->scope)
+            disco__sync_task_done(w, t->scope);
+        refs = 2;
     } else {
         disco__waiter w;
         disco__waiter_init(&w);
@@ -408,7 +457,7 @@ int disco_task_join(disco_task *t, void **result_p)
                             (unsigned long long)t->id, label,
                             disco_strerror(status));
     }
-    task_release(t);
+    task_release_n(t, refs);
     return status;
 }
 

@@ -14,7 +14,8 @@
 #include "sched/sched.h"
 
 #define MAG 256           /* tasks per magazine */
-#define DEPOT_MAX 256     /* magazines kept; beyond, structs go back to malloc */
+#define DEPOT_MAX 1024 /* magazines kept (~35 MB of structs at most);
+                        * beyond, structs go back to malloc */
 
 static struct {
     disco__spin lock;
