@@ -129,7 +129,7 @@ BENCHMARK(BM_tbb_spawn_tree)->Unit(benchmark::kMillisecond)->UseRealTime();
 
 // ---- channel handoff between a producer and a consumer ------------------------
 
-constexpr long kItems = 1 << 20;
+constexpr long kItems = 1 << 22;
 constexpr long kItemsSlow = 1 << 16; // condvar queue at capacity 1: ~50 us/item
 
 int chan_producer(void *arg, void **)

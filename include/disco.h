@@ -8,6 +8,8 @@
  *   disco/task.h     tasks, scheduler, @sync, sleep/timedwait, events,
  *                    mutexes, conditions
  *   disco/channel.h  local channels
+ *   disco/value.h    values: arguments and results of remote calls
+ *   disco/cluster.h  the cluster cookie
  */
 #ifndef DISCO_H
 #define DISCO_H
@@ -16,5 +18,7 @@
 #include "disco/error.h"
 #include "disco/task.h"
 #include "disco/channel.h"
+#include "disco/value.h"
+#include "disco/cluster.h"
 
 #endif /* DISCO_H */

@@ -36,11 +36,14 @@ extern "C" {
     X(ENOSYS, -ENOSYS, "function not implemented")                             \
     X(EPERM, -EPERM, "operation not permitted")                                \
     X(EIO, -EIO, "input/output error")                                         \
+    X(EPROTO, -EPROTO, "protocol error: malformed or unexpected data")        \
+    X(EMSGSIZE, -EMSGSIZE, "message too large")                               \
     X(ECLOSED, -(DISCO_ERRNO_OFFSET + 1), "channel closed")                    \
     X(ECOMPOSITE, -(DISCO_ERRNO_OFFSET + 2), "several tasks failed")           \
     X(ETASK, -(DISCO_ERRNO_OFFSET + 3), "task failed")                         \
     X(ESTATE, -(DISCO_ERRNO_OFFSET + 4), "operation invalid in this state")    \
-    X(ESYS, -(DISCO_ERRNO_OFFSET + 5), "system call failed")
+    X(ESYS, -(DISCO_ERRNO_OFFSET + 5), "system call failed")                   \
+    X(EAUTH, -(DISCO_ERRNO_OFFSET + 6), "authentication failed")
 
 #define DISCO__STATUS_ENUM(name, value, msg) DISCO_##name = (value),
 typedef enum disco_status { DISCO_STATUS_MAP(DISCO__STATUS_ENUM) } disco_status;

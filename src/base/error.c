@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/error_slot.h"
+#include "base/error_internal.h"
 
 struct disco_error {
     int code;
@@ -45,7 +45,8 @@ disco_error *disco_error_composite(disco_error **parts, size_t n)
     e->nested = malloc(n * sizeof(*e->nested));
     if (n && !e->nested)
         goto fail;
-    memcpy(e->nested, parts, n * sizeof(*parts));
+    if (n)
+        memcpy(e->nested, parts, n * sizeof(*parts));
     e->n = n;
     return e;
 fail:
@@ -87,6 +88,18 @@ void disco_error_free(disco_error *e)
     free(e->nested);
     free(e->message);
     free(e);
+}
+
+void disco__error_set_pid(disco_error *e, int pid) { e->pid = pid; }
+
+int disco__error_set_message(disco_error *e, const char *msg, size_t len)
+{
+    char *m = strndup(msg, len);
+    if (!m)
+        return DISCO_ENOMEM;
+    free(e->message);
+    e->message = m;
+    return 0;
 }
 
 int disco_error_code(const disco_error *e) { return e->code; }

@@ -9,7 +9,7 @@
 #include <string.h>
 
 #include "base/clock.h"
-#include "base/error_slot.h"
+#include "base/error_internal.h"
 #include "base/env.h"
 #include "sched/futex.h"
 #include "sched/sched.h"

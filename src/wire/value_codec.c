@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Value encoding and decoding. The format is described in wire.h. */
+#include <limits.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error_internal.h"
+#include "wire/wire.h"
+
+/* The element-type and ref-kind bytes on the wire are the public enum
+ * values, so those enums are part of the protocol too. */
+_Static_assert(DISCO_ELEM_U8 == 0 && DISCO_ELEM_I32 == 1 && DISCO_ELEM_I64 == 2 &&
+                   DISCO_ELEM_F32 == 3 && DISCO_ELEM_F64 == 4,
+               "disco_elem values are wire bytes");
+_Static_assert(DISCO_REF_FUTURE == 1 && DISCO_REF_CHANNEL == 2,
+               "disco_ref_kind values are wire bytes");
+_Static_assert(sizeof(double) == 8, "f64 is 8 bytes");
+
+/* The smallest error body: code, pid, message length, nested count. */
+#define ERROR_BODY_MIN 4
+
+static uint64_t zigzag(int64_t x)
+{
+    return ((uint64_t)x << 1) ^ (x < 0 ? UINT64_MAX : 0);
+}
+
+static int64_t unzigzag(uint64_t u) { return (int64_t)((u >> 1) ^ (0 - (u & 1))); }
+
+/* ======================================================================
+ * Encoding
+ * ====================================================================== */
+
+/* A bounded writer; with buf == NULL it only counts (for encoded_size). */
+typedef struct writer {
+    uint8_t *buf;
+    size_t cap;
+    size_t pos;
+} writer;
+
+static int put(writer *w, const void *p, size_t n)
+{
+    if (n > w->cap - w->pos)
+        return disco_error_set(DISCO_EMSGSIZE,
+                               "value encode: %zu bytes to write at offset %zu, "
+                               "only %zu fit",
+                               n, w->pos, w->cap - w->pos);
+    if (w->buf && n)
+        memcpy(w->buf + w->pos, p, n);
+    w->pos += n;
+    return 0;
+}
+
+static int put_u8(writer *w, uint8_t b) { return put(w, &b, 1); }
+
+static int put_varint(writer *w, uint64_t x)
+{
+    uint8_t tmp[10];
+    size_t n = 0;
+    while (x >= 0x80) {
+        tmp[n++] = (uint8_t)(x | 0x80);
+        x >>= 7;
+    }
+    tmp[n++] = (uint8_t)x;
+    return put(w, tmp, n);
+}
+
+static int put_zigzag(writer *w, int64_t x) { return put_varint(w, zigzag(x)); }
+
+/* A length-prefixed run of bytes. */
+static int put_blob(writer *w, const void *p, size_t n)
+{
+    int rc = put_varint(w, n);
+    return rc ? rc : put(w, p, n);
+}
+
+static int invalid(const char *what, size_t at)
+{
+    return disco_error_set(DISCO_EINVAL, "value encode: %s (at offset %zu)", what, at);
+}
+
+/* An error body at nesting depth `depth` (counting this error). */
+static int encode_error(writer *w, const disco_error *e, int depth)
+{
+    if (depth > DISCO_VALUE_MAX_DEPTH)
+        return invalid("errors nested deeper than DISCO_VALUE_MAX_DEPTH", w->pos);
+    int pid = disco_error_pid(e);
+    if (pid < 0)
+        return invalid("negative pid in an error", w->pos);
+    const char *msg = disco_error_message(e);
+    size_t n = disco_error_count(e);
+    int rc;
+    if ((rc = put_zigzag(w, disco_error_code(e))) ||
+        (rc = put_varint(w, (uint64_t)pid)) || (rc = put_blob(w, msg, strlen(msg))) ||
+        (rc = put_varint(w, n)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        const disco_error *sub = disco_error_nested(e, i);
+        if (!sub)
+            return invalid("composite error with a NULL part", w->pos);
+        if ((rc = encode_error(w, sub, depth + 1)))
+            return rc;
+    }
+    return 0;
+}
+
+/* v inside `depth` enclosing containers. */
+static int encode_value(writer *w, const disco_value *v, int depth)
+{
+    int rc;
+    switch (v->type) {
+    case DISCO_NIL: return put_u8(w, DISCO__TAG_NIL);
+    case DISCO_BOOL: return put_u8(w, v->b ? DISCO__TAG_TRUE : DISCO__TAG_FALSE);
+    case DISCO_I64:
+        if ((rc = put_u8(w, DISCO__TAG_I64)))
+            return rc;
+        return put_zigzag(w, v->i);
+    case DISCO_F64:
+        /* The bits as they are (little-endian host): NaN payloads survive. */
+        if ((rc = put_u8(w, DISCO__TAG_F64)))
+            return rc;
+        return put(w, &v->f, 8);
+    case DISCO_STRING:
+        if (v->str.len && !v->str.ptr)
+            return invalid("NULL string with a non-zero length", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_STRING)))
+            return rc;
+        return put_blob(w, v->str.ptr, v->str.len);
+    case DISCO_BYTES:
+        if (v->bytes.len && !v->bytes.ptr)
+            return invalid("NULL bytes with a non-zero length", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_BYTES)))
+            return rc;
+        return put_blob(w, v->bytes.ptr, v->bytes.len);
+    case DISCO_ARRAY: {
+        size_t es = disco_elem_size(v->array.elem);
+        if (!es)
+            return invalid("unknown array element type", w->pos);
+        if (v->array.n && !v->array.data)
+            return invalid("NULL array with a non-zero length", w->pos);
+        if (v->array.n > SIZE_MAX / es)
+            return invalid("array larger than memory", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_ARRAY)) ||
+            (rc = put_u8(w, (uint8_t)v->array.elem)) || (rc = put_varint(w, v->array.n)))
+            return rc;
+        return put(w, v->array.data, v->array.n * es);
+    }
+    case DISCO_LIST:
+        if (depth + 1 > DISCO_VALUE_MAX_DEPTH)
+            return invalid("lists nested deeper than DISCO_VALUE_MAX_DEPTH", w->pos);
+        if (v->list.n && !v->list.items)
+            return invalid("NULL list with a non-zero length", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_LIST)) || (rc = put_varint(w, v->list.n)))
+            return rc;
+        for (size_t i = 0; i < v->list.n; i++)
+            if ((rc = encode_value(w, &v->list.items[i], depth + 1)))
+                return rc;
+        return 0;
+    case DISCO_REF:
+        if (v->ref.kind != DISCO_REF_FUTURE && v->ref.kind != DISCO_REF_CHANNEL)
+            return invalid("unknown reference kind", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_REF)) || (rc = put_u8(w, v->ref.kind)) ||
+            (rc = put_zigzag(w, v->ref.where)) || (rc = put_zigzag(w, v->ref.whence)))
+            return rc;
+        return put_varint(w, v->ref.id);
+    case DISCO_ERROR:
+        if (!v->error)
+            return invalid("NULL error", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_ERROR)))
+            return rc;
+        return encode_error(w, v->error, depth + 1);
+    }
+    return invalid("unknown value type", w->pos);
+}
+
+size_t disco__value_encoded_size(const disco_value *v)
+{
+    if (!v) {
+        disco_error_set(DISCO_EINVAL, "value encode: NULL value");
+        return 0;
+    }
+    writer w = {NULL, SIZE_MAX, 0};
+    return encode_value(&w, v, 0) ? 0 : w.pos;
+}
+
+int disco__value_encode(const disco_value *v, uint8_t *buf, size_t cap, size_t *used)
+{
+    if (used)
+        *used = 0;
+    if (!v || (!buf && cap))
+        return disco_error_set(DISCO_EINVAL, "value encode: NULL %s",
+                               v ? "buffer" : "value");
+    /* A NULL buffer has cap 0 here: the first write fails, nothing is
+     * dereferenced. */
+    writer w = {buf, cap, 0};
+    int rc = encode_value(&w, v, 0);
+    if (!rc && used)
+        *used = w.pos;
+    return rc;
+}
+
+/* ======================================================================
+ * Decoding
+ * ====================================================================== */
+
+typedef struct reader {
+    const uint8_t *buf;
+    size_t len;
+    size_t pos;
+} reader;
+
+static size_t left(const reader *r) { return r->len - r->pos; }
+
+static int malformed_at(size_t at, const char *what)
+{
+    return disco_error_set(DISCO_EPROTO, "value decode: %s at offset %zu", what, at);
+}
+
+static int truncated(const reader *r, const char *what, uint64_t need)
+{
+    return disco_error_set(DISCO_EPROTO,
+                           "value decode: truncated %s at offset %zu: needs %llu "
+                           "bytes, %zu left",
+                           what, r->pos, (unsigned long long)need, left(r));
+}
+
+static int nomem(const char *what, size_t n)
+{
+    return disco_error_set(DISCO_ENOMEM, "value decode: no memory for %s of %zu", what,
+                           n);
+}
+
+static int get_u8(reader *r, const char *what, uint8_t *out)
+{
+    if (!left(r))
+        return truncated(r, what, 1);
+    *out = r->buf[r->pos++];
+    return 0;
+}
+
+/* An unsigned LEB128 varint in its shortest form. */
+static int get_varint(reader *r, const char *what, uint64_t *out)
+{
+    size_t start = r->pos;
+    uint64_t x = 0;
+    for (unsigned shift = 0;; shift += 7) {
+        if (!left(r))
+            return disco_error_set(DISCO_EPROTO,
+                                   "value decode: truncated varint (%s) at offset %zu",
+                                   what, start);
+        uint8_t b = r->buf[r->pos++];
+        /* The tenth byte holds bit 63 only (and cannot continue). */
+        if (shift == 63 && b > 1)
+            return disco_error_set(
+                DISCO_EPROTO, "value decode: varint (%s) at offset %zu overflows 64 bits",
+                what, start);
+        x |= (uint64_t)(b & 0x7f) << shift;
+        if (!(b & 0x80)) {
+            if (!b && shift)
+                return disco_error_set(
+                    DISCO_EPROTO,
+                    "value decode: varint (%s) at offset %zu is not in "
+                    "its shortest form",
+                    what, start);
+            *out = x;
+            return 0;
+        }
+    }
+}
+
+/*
+ * A count of items of at least `unit` bytes each, checked against what is
+ * left: this is what keeps a claimed length from ever sizing an allocation
+ * beyond the input.
+ */
+static int get_count(reader *r, const char *what, size_t unit, size_t *out)
+{
+    size_t at = r->pos;
+    uint64_t n;
+    int rc = get_varint(r, what, &n);
+    if (rc)
+        return rc;
+    if (n > left(r) / unit)
+        return disco_error_set(DISCO_EPROTO,
+                               "value decode: %s %llu at offset %zu needs more than the "
+                               "%zu bytes left",
+                               what, (unsigned long long)n, at, left(r));
+    *out = (size_t)n;
+    return 0;
+}
+
+static int get_i32(reader *r, const char *what, int32_t *out)
+{
+    size_t at = r->pos;
+    uint64_t u;
+    int rc = get_varint(r, what, &u);
+    if (rc)
+        return rc;
+    int64_t x = unzigzag(u);
+    if (x < INT32_MIN || x > INT32_MAX)
+        return disco_error_set(
+            DISCO_EPROTO, "value decode: %s %lld at offset %zu is out of 32-bit range",
+            what, (long long)x, at);
+    *out = (int32_t)x;
+    return 0;
+}
+
+/* A heap copy of the next n bytes (checked by the caller) plus a NUL when
+ * nul is set; empty payloads without NUL stay NULL. */
+static int take_bytes(reader *r, size_t n, int nul, const char *what, void **out)
+{
+    *out = NULL;
+    if (n || nul) {
+        char *p = malloc(n + (nul ? 1 : 0));
+        if (!p)
+            return nomem(what, n);
+        if (n)
+            memcpy(p, r->buf + r->pos, n);
+        if (nul)
+            p[n] = '\0';
+        *out = p;
+    }
+    r->pos += n;
+    return 0;
+}
+
+/*
+ * Makes room for item i of an array growing towards n items of `size` bytes:
+ * returns the array (moved or not), or NULL when out of memory (then arr is
+ * untouched). The capacity doubles with the items actually decoded, so a
+ * list that claims many items but ends early costs at most about twice what
+ * it delivered, however deeply such lists nest.
+ */
+static void *grow(void *arr, size_t *cap, size_t i, size_t n, size_t size)
+{
+    if (i < *cap)
+        return arr;
+    size_t want = *cap ? *cap * 2 : 8;
+    if (want > n)
+        want = n;
+    if (want > SIZE_MAX / size)
+        return NULL;
+    void *p = realloc(arr, want * size);
+    if (p)
+        *cap = want;
+    return p;
+}
+
+static int decode_error(reader *r, int depth, disco_error **out);
+static int decode_value(reader *r, int depth, disco_value *out);
+
+/* An error body at nesting depth `depth` (counting this error). */
+static int decode_error(reader *r, int depth, disco_error **out)
+{
+    *out = NULL;
+    size_t at = r->pos;
+    if (depth > DISCO_VALUE_MAX_DEPTH)
+        return malformed_at(at, "errors nested deeper than DISCO_VALUE_MAX_DEPTH");
+    int32_t code;
+    uint64_t pid;
+    size_t len, n;
+    int rc;
+    if ((rc = get_i32(r, "error code", &code)) || (rc = get_varint(r, "error pid", &pid)))
+        return rc;
+    if (pid > INT32_MAX)
+        return malformed_at(at, "error pid out of range");
+    if ((rc = get_count(r, "error message length", 1, &len)))
+        return rc;
+    const char *msg = (const char *)r->buf + r->pos;
+    if (len > INT_MAX || memchr(msg, '\0', len))
+        return malformed_at(r->pos, "error message with a NUL byte or too long");
+    r->pos += len;
+    size_t count_at = r->pos;
+    if ((rc = get_count(r, "nested error count", ERROR_BODY_MIN, &n)))
+        return rc;
+    if (!n) {
+        if (!(*out = disco_error_new(code, "%.*s", (int)len, msg)))
+            return nomem("an error message", len);
+        disco__error_set_pid(*out, (int)pid);
+        return 0;
+    }
+    if (code != DISCO_ECOMPOSITE)
+        return malformed_at(count_at, "nested errors in an error that is not composite");
+    disco_error **parts = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        disco_error **more = grow(parts, &cap, i, n, sizeof(*parts));
+        if (more) {
+            parts = more;
+            rc = decode_error(r, depth + 1, &parts[i]);
+        } else {
+            rc = nomem("nested errors", n);
+        }
+        if (rc) {
+            for (size_t j = 0; j < i; j++)
+                disco_error_free(parts[j]);
+            free(parts);
+            return rc;
+        }
+    }
+    /* disco_error_composite takes the parts, or frees them when it fails. */
+    *out = disco_error_composite(parts, n);
+    free(parts);
+    if (!*out)
+        return nomem("a composite error", n);
+    disco__error_set_pid(*out, (int)pid);
+    if (disco__error_set_message(*out, msg, len) != 0) {
+        disco_error_free(*out);
+        *out = NULL;
+        return nomem("an error message", len);
+    }
+    return 0;
+}
+
+static int decode_list(reader *r, int depth, disco_value *out)
+{
+    size_t n;
+    int rc = get_count(r, "list length", 1, &n);
+    if (rc)
+        return rc;
+    disco_value *items = NULL;
+    size_t cap = 0;
+    for (size_t i = 0; i < n; i++) {
+        disco_value *more = grow(items, &cap, i, n, sizeof(*items));
+        if (more) {
+            items = more;
+            rc = decode_value(r, depth, &items[i]);
+        } else {
+            rc = nomem("list items", n);
+        }
+        if (rc) {
+            for (size_t j = 0; j < i; j++)
+                disco_value_free(&items[j]);
+            free(items);
+            return rc;
+        }
+    }
+    *out = disco_list(items, n);
+    return 0;
+}
+
+/* One value inside `depth` enclosing containers. On failure *out is nil and
+ * everything allocated on the way is freed. */
+static int decode_value(reader *r, int depth, disco_value *out)
+{
+    *out = disco_nil();
+    size_t at = r->pos;
+    uint8_t tag = 0;
+    int rc = get_u8(r, "value tag", &tag);
+    if (rc)
+        return rc;
+    disco_value v;
+    void *p;
+    size_t n;
+    switch (tag) {
+    case DISCO__TAG_NIL: v = disco_nil(); break;
+    case DISCO__TAG_FALSE:
+    case DISCO__TAG_TRUE: v = disco_bool(tag == DISCO__TAG_TRUE); break;
+    case DISCO__TAG_I64: {
+        uint64_t u;
+        if ((rc = get_varint(r, "i64", &u)))
+            return rc;
+        v = disco_i64(unzigzag(u));
+        break;
+    }
+    case DISCO__TAG_F64: {
+        double f;
+        if (left(r) < 8)
+            return truncated(r, "f64", 8);
+        memcpy(&f, r->buf + r->pos, 8);
+        r->pos += 8;
+        v = disco_f64(f);
+        break;
+    }
+    case DISCO__TAG_STRING:
+        if ((rc = get_count(r, "string length", 1, &n)) ||
+            (rc = take_bytes(r, n, 1, "a string", &p)))
+            return rc;
+        v = disco_strn(p, n);
+        break;
+    case DISCO__TAG_BYTES:
+        if ((rc = get_count(r, "bytes length", 1, &n)) ||
+            (rc = take_bytes(r, n, 0, "bytes", &p)))
+            return rc;
+        v = disco_bytes(p, n);
+        break;
+    case DISCO__TAG_ARRAY: {
+        uint8_t elem = 0;
+        if ((rc = get_u8(r, "array element type", &elem)))
+            return rc;
+        size_t es = disco_elem_size((disco_elem)elem);
+        if (!es)
+            return malformed_at(r->pos - 1, "unknown array element type");
+        if ((rc = get_count(r, "array length", es, &n)) ||
+            (rc = take_bytes(r, n * es, 0, "an array", &p)))
+            return rc;
+        v = disco_array((disco_elem)elem, p, n);
+        break;
+    }
+    case DISCO__TAG_LIST:
+        if (depth + 1 > DISCO_VALUE_MAX_DEPTH)
+            return malformed_at(at, "lists nested deeper than DISCO_VALUE_MAX_DEPTH");
+        if ((rc = decode_list(r, depth + 1, &v)))
+            return rc;
+        break;
+    case DISCO__TAG_REF: {
+        disco_ref ref;
+        memset(&ref, 0, sizeof(ref));
+        if ((rc = get_u8(r, "reference kind", &ref.kind)))
+            return rc;
+        if (ref.kind != DISCO_REF_FUTURE && ref.kind != DISCO_REF_CHANNEL)
+            return malformed_at(r->pos - 1, "unknown reference kind");
+        if ((rc = get_i32(r, "reference where", &ref.where)) ||
+            (rc = get_i32(r, "reference whence", &ref.whence)) ||
+            (rc = get_varint(r, "reference id", &ref.id)))
+            return rc;
+        v = disco_ref_value(ref);
+        break;
+    }
+    case DISCO__TAG_ERROR: {
+        disco_error *e;
+        if ((rc = decode_error(r, depth + 1, &e)))
+            return rc;
+        v = disco_error_value(e);
+        break;
+    }
+    default: return malformed_at(at, "unknown value tag");
+    }
+    v.flags = DISCO_VALUE_OWNED;
+    *out = v;
+    return 0;
+}
+
+int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_value *out)
+{
+    if (used)
+        *used = 0;
+    if (!out || (!buf && len)) {
+        if (out)
+            *out = disco_nil();
+        return disco_error_set(DISCO_EINVAL, "value decode: NULL %s",
+                               out ? "buffer" : "output");
+    }
+    reader r = {buf, len, 0};
+    int rc = decode_value(&r, 0, out);
+    if (!rc && used)
+        *used = r.pos;
+    return rc;
+}
