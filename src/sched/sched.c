@@ -143,6 +143,52 @@ void disco__schedule_on(disco__worker *w, disco_task *t)
     wake_one();
 }
 
+void disco__schedule_woken(disco_task *t)
+{
+    disco__worker *w = disco__self();
+    if (!w || !w->current) {
+        disco__schedule_on(w, t);
+        return;
+    }
+    /* release: publishes t to whoever takes it from the slot (the owner's
+     * exchange or a thief's CAS, both acquire). */
+    disco_task *old = atomic_exchange_explicit(&w->next, t, memory_order_acq_rel);
+    atomic_store_explicit(&w->next_gen,
+                          atomic_load_explicit(&w->next_gen, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
+    if (old) /* displaced: it queues like any runnable task */
+        disco__schedule_on(w, old);
+}
+
+/* How many consecutive looks at the same task in a victim's next slot
+ * before a thief takes it (each look is one round of the search loop, some
+ * hundred nanoseconds): long enough for the waker to park and its worker to
+ * run the task itself, short enough that a waker that keeps computing does
+ * not hold it back for long. */
+#define NEXT_PATIENCE 32
+
+static disco_task *steal_next(disco__worker *w, disco__worker *v)
+{
+    disco_task *t = atomic_load_explicit(&v->next, memory_order_acquire);
+    uint32_t gen = atomic_load_explicit(&v->next_gen, memory_order_relaxed);
+    if (!t)
+        return NULL;
+    if (t != w->probe_task || gen != w->probe_gen) {
+        w->probe_task = t;
+        w->probe_gen = gen;
+        w->probe_count = 0;
+    }
+    if (++w->probe_count < NEXT_PATIENCE)
+        return NULL;
+    w->probe_task = NULL;
+    /* acquire on success: pairs with the exchange in disco__schedule_woken. */
+    if (atomic_compare_exchange_strong_explicit(&v->next, &t, NULL,
+                                                memory_order_acquire,
+                                                memory_order_relaxed))
+        return t;
+    return NULL;
+}
+
 static uint64_t xorshift(uint64_t *s)
 {
     uint64_t x = *s;
@@ -167,12 +213,21 @@ static disco_task *steal_any(disco__worker *w)
         if (t)
             return t;
     }
+    for (unsigned k = 0; k < S.n; k++) {
+        disco__worker *v = &S.workers[(start + k) % S.n];
+        void *t;
+        if (v != w && (t = steal_next(w, v)))
+            return t;
+    }
     return NULL;
 }
 
 static disco_task *find_work(disco__worker *w)
 {
     disco_task *t;
+    if (atomic_load_explicit(&w->next, memory_order_relaxed) &&
+        (t = atomic_exchange_explicit(&w->next, NULL, memory_order_acquire)))
+        return t;
     if (--w->tick == 0) { /* now and then the injection queue goes first */
         w->tick = INJECT_EVERY;
         if ((t = disco__inject_try_pop(&S.inject)))
@@ -194,7 +249,8 @@ static bool work_visible(void)
     if (!disco__inject_empty(&S.inject))
         return true;
     for (unsigned i = 0; i < S.n; i++)
-        if (!disco__deque_empty(&S.workers[i].deque))
+        if (!disco__deque_empty(&S.workers[i].deque) ||
+            atomic_load_explicit(&S.workers[i].next, memory_order_relaxed))
             return true;
     return disco__timer_next() <= disco__now_ns();
 }

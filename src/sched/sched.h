@@ -96,6 +96,17 @@ typedef struct disco__worker {
     disco__ctx ctx; /* the worker loop's own context */
     disco_task *current;
     disco_task *leaving; /* the task that last switched back to the loop */
+    /* The task most recently woken by a task of this worker: it runs as
+     * soon as the waker parks or yields (a producer/consumer pair stays on
+     * one worker, cache-hot, instead of bouncing between cores). Other
+     * workers take it only after it has sat there for a while (see
+     * steal_next); next_gen tells them it is still the same one. */
+    _Atomic(disco_task *) next;
+    _Atomic uint32_t next_gen;
+    /* Thief side: what this worker saw in a victim's next slot. */
+    disco_task *probe_task;
+    uint32_t probe_gen;
+    unsigned probe_count;
     unsigned index;
     uint64_t rng;
     uint32_t tick;
@@ -140,6 +151,10 @@ size_t disco__default_stack_size(void);
 void disco__schedule(disco_task *t);
 /* Same, for a caller that already knows its worker (NULL: foreign). */
 void disco__schedule_on(disco__worker *w, disco_task *t);
+
+/* Makes a task woken by an unpark runnable: into the calling worker's next
+ * slot when a task wakes it, else like disco__schedule. */
+void disco__schedule_woken(disco_task *t);
 
 /* Requeues a yielded task at the back (the injection queue is FIFO). */
 void disco__schedule_yield(disco_task *t);

@@ -385,7 +385,7 @@ void disco__task_unpark(disco_task *t)
             if (atomic_compare_exchange_weak_explicit(
                     &t->state, &s, TASK_RUNNABLE, memory_order_acq_rel,
                     memory_order_acquire)) {
-                disco__schedule(t);
+                disco__schedule_woken(t);
                 return;
             }
             break;
