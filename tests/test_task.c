@@ -280,8 +280,43 @@ static void test_stop_and_restart(void **state)
     assert_int_equal(disco_sched_stop(), 0);
 }
 
+/* DISCO_THREADS and DISCO_STACK_SIZE are read when the scheduler starts:
+ * check them in a fresh process. */
+static void test_environment_settings(void **state)
+{
+    (void)state;
+    char out[256];
+    setenv("DISCO_THREADS", "3", 1);
+    setenv("DISCO_STACK_SIZE", "1M", 1);
+    int status = test_run_self(self_path, "settings", out, sizeof(out));
+    unsetenv("DISCO_THREADS");
+    unsetenv("DISCO_STACK_SIZE");
+    assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    assert_non_null(strstr(out, "threads=3 "));
+    assert_non_null(strstr(out, "deep=ok"));
+}
+
+/* Recursion that needs ~450 KiB of stack: fine with DISCO_STACK_SIZE=1M,
+ * an overflow with the default 256 KiB. */
+static int needs_stack(void *arg, void **result)
+{
+    (void)result;
+    long depth = (long)(intptr_t)arg;
+    volatile char pad[1024];
+    pad[0] = (char)depth;
+    if (depth > 0)
+        needs_stack((void *)(intptr_t)(depth - 1), result);
+    return pad[0] == (char)depth ? 0 : -1;
+}
+
 static int child_mode(const char *mode)
 {
+    if (!strcmp(mode, "settings")) {
+        unsigned n = disco_sched_nthreads();
+        int rc = disco_task_join(disco_async(needs_stack, (void *)400), NULL);
+        fprintf(stderr, "threads=%u deep=%s\n", n, rc == 0 ? "ok" : "failed");
+        return 0;
+    }
     if (!strcmp(mode, "overflow")) {
         disco_task_attr attr = {.name = "recurser", .stack_size = 64 * 1024};
         disco_task_join(disco_async_attr(deep, NULL, &attr), NULL);
@@ -313,6 +348,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_stack_overflow_is_named),
         cmocka_unit_test(test_join_from_foreign_thread),
         cmocka_unit_test(test_stop_and_restart),
+        cmocka_unit_test(test_environment_settings),
     };
     return cmocka_run_group_tests_name("task", tests, NULL, NULL);
 }

@@ -1,0 +1,95 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The transport interface: the only header a transport includes from the
+ * core, and the only way the core reaches a network.
+ *
+ * A transport moves bytes between processes over connections. The core
+ * treats every connection as an ordered, reliable byte stream and does its
+ * own framing (src/wire), so a message transport may deliver any chunking
+ * of the stream. Transports register a const ops table; the core chooses by
+ * capability bits, never by name.
+ *
+ * Threading: disco_transport_ops.progress is called by one thread at a time
+ * (the core serialises it); the callbacks run inside progress, on that
+ * thread, and must not block. send and conn_close may be called from any
+ * thread at any time, concurrently with progress.
+ */
+#ifndef DISCO_CORE_TRANSPORT_H
+#define DISCO_CORE_TRANSPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+typedef struct disco_transport disco_transport; /* transport-defined */
+typedef struct disco_conn disco_conn;           /* transport-defined */
+
+/* Capability bits. */
+#define DISCO_TRANSPORT_CAP_STREAM (1ull << 0)    /* ordered reliable bytes */
+#define DISCO_TRANSPORT_CAP_CROSS_NODE (1ull << 1) /* reaches other hosts */
+
+/* Upcalls from the transport into the core. ctx is what init was given. */
+typedef struct disco_transport_callbacks {
+    /* A peer connected to our listening address. The core owns c from now
+     * on (it must eventually conn_close it). */
+    void (*on_accept)(void *ctx, disco_conn *c);
+    /* Bytes arrived on c, in order. data is valid only during the call. */
+    void (*on_recv)(void *ctx, disco_conn *c, const uint8_t *data, size_t len);
+    /* c is finished: the peer closed it, an error broke it (status < 0), or
+     * an outgoing connect failed. No callback for c follows; the core still
+     * calls conn_close(c) to free it. Pending sends completed before with
+     * on_sent(status < 0). */
+    void (*on_close)(void *ctx, disco_conn *c, int status);
+    /* The send identified by token is done with the caller's buffers
+     * (status 0), or failed (negative status). */
+    void (*on_sent)(void *ctx, disco_conn *c, void *token, int status);
+} disco_transport_callbacks;
+
+typedef struct disco_transport_ops {
+    size_t size; /* sizeof(struct disco_transport_ops): new slots append */
+    const char *name;
+    uint64_t caps;
+
+    /* Creates a transport listening on host (NULL: 127.0.0.1) on an
+     * ephemeral port. Does not block. */
+    int (*init)(disco_transport **tp, const char *host,
+                const disco_transport_callbacks *cb, void *ctx);
+
+    /* Writes the listening address ("tcp://127.0.0.1:40123") into buf. */
+    int (*local_address)(disco_transport *tp, char *buf, size_t len);
+
+    /* Starts connecting to address (as printed by local_address). Returns
+     * the connection at once; sends may be queued on it right away. A
+     * failure to connect arrives as on_close(c, status < 0). */
+    int (*connect)(disco_transport *tp, const char *address, disco_conn **c);
+
+    /* Queues the bytes of iov (in order, after everything sent on c
+     * before). The caller's buffers are borrowed until on_sent(token);
+     * the iovec array itself is copied. May write immediately. Never
+     * blocks. Returns 0, or a negative status when c is already closed (no
+     * on_sent follows then). */
+    int (*send)(disco_conn *c, const struct iovec *iov, int iovcnt, void *token);
+
+    /* Runs callbacks for whatever happened; waits up to timeout_ms for
+     * something to happen (0: poll, -1: forever). Returns the number of
+     * events handled, or a negative status. */
+    int (*progress)(disco_transport *tp, int timeout_ms);
+
+    /* Wakes a progress call blocked in another thread. */
+    void (*interrupt)(disco_transport *tp);
+
+    /* Closes c (idempotent with a peer close) and frees it. Sends still
+     * queued complete with on_sent(DISCO_ECLOSED). No callback for c runs
+     * after conn_close returns. */
+    void (*conn_close)(disco_conn *c);
+
+    /* The peer's address as "host:port", for logs. */
+    const char *(*conn_peer)(disco_conn *c);
+
+    /* Closes every connection and the listener, frees tp. */
+    void (*fini)(disco_transport *tp);
+} disco_transport_ops;
+
+extern const disco_transport_ops disco__tcp_ops;
+
+#endif
