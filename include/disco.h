@@ -20,5 +20,6 @@
 #include "disco/channel.h"
 #include "disco/value.h"
 #include "disco/cluster.h"
+#include "disco/rpc.h"
 
 #endif /* DISCO_H */

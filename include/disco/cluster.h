@@ -2,9 +2,12 @@
 /*
  * The cluster: the set of processes that trust each other.
  *
- * For now this header holds only the cluster cookie, the shared secret that
- * every process of one cluster knows and that each connection proves before
- * anything else is exchanged (Julia's `cluster_cookie()`).
+ * Process 1, the master, starts the program; disco_addprocs launches
+ * workers (pids 2, 3, ..., never reused), which run the same program image:
+ * disco_init turns such a process into a worker that serves calls and never
+ * returns. The cluster cookie is the shared secret that every process of
+ * one cluster knows and that each connection proves before anything else is
+ * exchanged (Julia's `cluster_cookie()`).
  *
  * Unlike Julia, disco never sends the cookie over the wire: peers prove they
  * know it with a challenge-response (HMAC-SHA256 over fresh random nonces),
@@ -18,6 +21,8 @@
  */
 #ifndef DISCO_CLUSTER_H
 #define DISCO_CLUSTER_H
+
+#include <stdbool.h>
 
 #include "disco/status.h"
 
@@ -48,6 +53,70 @@ DISCO_API const char *disco_cluster_cookie(void);
  * (DISCO_ENOMEM when out of memory).
  */
 DISCO_API int disco_cluster_cookie_set(const char *cookie);
+
+/*
+ * Call first thing in main. In the master it only notes the arguments and
+ * returns 0. In a process launched as a worker (argv holds the worker flag
+ * that disco_addprocs adds), it reads the cookie from stdin, listens on
+ * 127.0.0.1, reports its address to the master and serves calls until the
+ * master removes it or goes away: then the process exits, and disco_init
+ * never returns.
+ */
+DISCO_API int disco_init(int *argc, char ***argv);
+
+/* Master: removes every worker (disco_rmprocs) and stops the runtime and
+ * the scheduler. 0 or the first failure. */
+DISCO_API int disco_finalize(void);
+
+/* This process's pid: 1 in the master. */
+DISCO_API int disco_myid(void);
+
+/* Processes in the cluster as this process sees them, itself included
+ * (Julia's nprocs/procs): the count, and the first max pids, ascending. */
+DISCO_API int disco_nprocs(void);
+DISCO_API int disco_procs(int *pids, int max);
+
+/* Workers: every process but 1 — or just 1 when it is alone, as in Julia
+ * (nworkers() == 1, workers() == [1]). */
+DISCO_API int disco_nworkers(void);
+DISCO_API int disco_workers(int *pids, int max);
+
+/* n for disco_addprocs: one worker per core of this process's cpuset. */
+#define DISCO_AUTO (-1)
+
+/* How workers connect. Only the master-worker star exists for now: a
+ * worker talks to the master, and a call from one worker to another fails
+ * with DISCO_ENOPROC. */
+enum { DISCO_TOPOLOGY_MASTER_WORKER = 1 };
+
+/* Options of disco_addprocs (zero-initialise; all fields optional). */
+typedef struct disco_addprocs_opts {
+    const char *exename;   /* program (default: this program's image) */
+    char *const *exeflags; /* argv after the program name, NULL-terminated */
+    const char *dir;       /* working directory (default: ours) */
+    char *const *env;      /* extra "NAME=value", NULL-terminated */
+    int threads;           /* scheduler threads per worker (default 1) */
+    double timeout;        /* s to launch and join (default DISCO_WORKER_TIMEOUT or 60) */
+    int topology;          /* 0 or DISCO_TOPOLOGY_MASTER_WORKER */
+} disco_addprocs_opts;
+
+/*
+ * Master only: launches n local workers (Julia's addprocs with the
+ * LocalManager) in parallel, each listening on 127.0.0.1, connects to each
+ * and authenticates it. Stores the new pids in pids (room for n; may be
+ * NULL) and returns n, or fails as a whole (the workers that did start are
+ * removed again) with the last error naming what went wrong: a worker that
+ * reported no address in time, exited early, or failed the handshake.
+ */
+DISCO_API int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids);
+
+/*
+ * Master only: asks workers to exit and waits up to timeout seconds for
+ * each to be gone; a worker still there is then killed (SIGKILL), so
+ * removal always completes. Returns 0, or DISCO_ETIMEDOUT when some had to
+ * be killed, DISCO_ENOPROC for a pid that is not a worker.
+ */
+DISCO_API int disco_rmprocs(const int *pids, int n, double timeout);
 
 #ifdef __cplusplus
 }

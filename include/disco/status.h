@@ -43,7 +43,11 @@ extern "C" {
     X(ETASK, -(DISCO_ERRNO_OFFSET + 3), "task failed")                         \
     X(ESTATE, -(DISCO_ERRNO_OFFSET + 4), "operation invalid in this state")    \
     X(ESYS, -(DISCO_ERRNO_OFFSET + 5), "system call failed")                   \
-    X(EAUTH, -(DISCO_ERRNO_OFFSET + 6), "authentication failed")
+    X(EAUTH, -(DISCO_ERRNO_OFFSET + 6), "authentication failed")               \
+    X(EPROCEXIT, -(DISCO_ERRNO_OFFSET + 7), "process exited")                  \
+    X(ENOFUNC, -(DISCO_ERRNO_OFFSET + 8), "function not registered")           \
+    X(ENOPROC, -(DISCO_ERRNO_OFFSET + 9), "no such process")                   \
+    X(EREMOTE, -(DISCO_ERRNO_OFFSET + 10), "remote call failed")
 
 #define DISCO__STATUS_ENUM(name, value, msg) DISCO_##name = (value),
 typedef enum disco_status { DISCO_STATUS_MAP(DISCO__STATUS_ENUM) } disco_status;

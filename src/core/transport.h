@@ -11,8 +11,11 @@
  *
  * Threading: disco_transport_ops.progress is called by one thread at a time
  * (the core serialises it); the callbacks run inside progress, on that
- * thread, and must not block. send and conn_close may be called from any
- * thread at any time, concurrently with progress.
+ * thread, and must not block — except that conn_close reports the sends it
+ * cancels with on_sent on its calling thread before it returns. send and
+ * conn_close may be called from any thread at any time, concurrently with
+ * progress; conn_close may wait for a callback for c running in progress,
+ * so do not call it holding a lock that callbacks take.
  */
 #ifndef DISCO_CORE_TRANSPORT_H
 #define DISCO_CORE_TRANSPORT_H
@@ -21,8 +24,9 @@
 #include <stdint.h>
 #include <sys/uio.h>
 
-typedef struct disco_transport disco_transport; /* transport-defined */
-typedef struct disco_conn disco_conn;           /* transport-defined */
+/* Opaque: each transport casts them to its own types. */
+typedef struct disco_transport disco_transport;
+typedef struct disco_conn disco_conn;
 
 /* Capability bits. */
 #define DISCO_TRANSPORT_CAP_STREAM (1ull << 0)    /* ordered reliable bytes */
@@ -58,21 +62,25 @@ typedef struct disco_transport_ops {
     /* Writes the listening address ("tcp://127.0.0.1:40123") into buf. */
     int (*local_address)(disco_transport *tp, char *buf, size_t len);
 
-    /* Starts connecting to address (as printed by local_address). Returns
-     * the connection at once; sends may be queued on it right away. A
-     * failure to connect arrives as on_close(c, status < 0). */
-    int (*connect)(disco_transport *tp, const char *address, disco_conn **c);
+    /* Starts connecting to address (as printed by local_address), with ctx
+     * as the connection's context (see conn_context) from the start, since
+     * callbacks for it may run before connect returns. Returns the
+     * connection at once; sends may be queued on it right away. A failure
+     * to connect arrives as on_close(c, status < 0). */
+    int (*connect)(disco_transport *tp, const char *address, void *ctx,
+                   disco_conn **c);
 
     /* Queues the bytes of iov (in order, after everything sent on c
      * before). The caller's buffers are borrowed until on_sent(token);
      * the iovec array itself is copied. May write immediately. Never
-     * blocks. Returns 0, or a negative status when c is already closed (no
-     * on_sent follows then). */
+     * blocks. Returns 0; DISCO_ECLOSED when c is closed, DISCO_EINVAL or
+     * DISCO_ENOMEM otherwise; no on_sent follows a failure. */
     int (*send)(disco_conn *c, const struct iovec *iov, int iovcnt, void *token);
 
     /* Runs callbacks for whatever happened; waits up to timeout_ms for
-     * something to happen (0: poll, -1: forever). Returns the number of
-     * events handled, or a negative status. */
+     * something to happen (0: poll, -1: forever). Returns > 0 when
+     * something happened, 0 when not, or a negative status (DISCO_EBUSY
+     * for a concurrent or nested call). */
     int (*progress)(disco_transport *tp, int timeout_ms);
 
     /* Wakes a progress call blocked in another thread. */
@@ -86,7 +94,12 @@ typedef struct disco_transport_ops {
     /* The peer's address as "host:port", for logs. */
     const char *(*conn_peer)(disco_conn *c);
 
-    /* Closes every connection and the listener, frees tp. */
+    /* A pointer the core keeps with c (NULL until set). */
+    void (*conn_set_context)(disco_conn *c, void *ctx);
+    void *(*conn_context)(disco_conn *c);
+
+    /* Closes every connection and the listener, frees tp. Outstanding sends
+     * are reported with on_sent; on_close is not called. */
     void (*fini)(disco_transport *tp);
 } disco_transport_ops;
 

@@ -46,7 +46,49 @@ static struct {
      * spawn) needs none. */
     bool heavy_barrier;
     _Alignas(64) _Atomic int64_t foreign_spawned;
+    /* Network progress (see disco__sched_set_progress): one worker at a
+     * time runs it; progress_blocked says one is waiting inside it. */
+    _Alignas(64) _Atomic(const disco__progress_hook *) progress;
+    disco__spin progress_lock;
+    atomic_bool progress_blocked;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+void disco__sched_set_progress(const disco__progress_hook *hook)
+{
+    const disco__progress_hook *old =
+        atomic_exchange_explicit(&S.progress, hook, memory_order_acq_rel);
+    /* Sleeping workers wake up so that one of them sleeps in the new poll;
+     * one sleeping in the old poll is interrupted. */
+    atomic_fetch_add_explicit(&S.epoch, 1, memory_order_release);
+    disco__futex_wake(&S.epoch, INT32_MAX);
+    if (old)
+        old->interrupt(old->arg);
+    /* Unhooking: wait until no worker is inside the old hook. */
+    if (!hook) {
+        disco__spin_lock(&S.progress_lock);
+        disco__spin_unlock(&S.progress_lock);
+    }
+}
+
+/* Polls the network if no other worker is doing it. timeout_ms as for the
+ * hook's poll. Returns false when it did not get to run it. */
+static bool run_progress(int timeout_ms)
+{
+    const disco__progress_hook *h =
+        atomic_load_explicit(&S.progress, memory_order_acquire);
+    if (!h || !disco__spin_trylock(&S.progress_lock))
+        return false;
+    h = atomic_load_explicit(&S.progress, memory_order_acquire);
+    if (h) {
+        if (timeout_ms != 0)
+            atomic_store(&S.progress_blocked, true);
+        h->poll(h->arg, timeout_ms);
+        if (timeout_ms != 0)
+            atomic_store(&S.progress_blocked, false);
+    }
+    disco__spin_unlock(&S.progress_lock);
+    return h != NULL;
+}
 
 static DISCO__TLS disco__worker *tls_worker;
 static DISCO__TLS disco_error *tls_error; /* last error outside tasks */
@@ -127,6 +169,13 @@ static void wake_one(void)
         atomic_load_explicit(&S.sleepers, memory_order_relaxed) > 0) {
         atomic_fetch_add_explicit(&S.epoch, 1, memory_order_release);
         disco__futex_wake(&S.epoch, 1);
+        /* The sleeper may be the one waiting for network events. */
+        if (atomic_load_explicit(&S.progress_blocked, memory_order_relaxed)) {
+            const disco__progress_hook *h =
+                atomic_load_explicit(&S.progress, memory_order_acquire);
+            if (h)
+                h->interrupt(h->arg);
+        }
     }
 }
 
@@ -140,6 +189,18 @@ void disco__schedule_on(disco__worker *w, disco_task *t)
     } else {
         disco__inject_push(&S.inject, t);
     }
+    wake_one();
+}
+
+void disco__schedule_fifo(disco_task *t)
+{
+    disco__worker *w = disco__self();
+    /* A worker must not wait for room in the queue it drains itself: when
+     * the queue is full the task goes on its deque (out of order, but run). */
+    if (!w)
+        disco__inject_push(&S.inject, t);
+    else if (!disco__inject_try_push(&S.inject, t))
+        disco__schedule_on(w, t);
     wake_one();
 }
 
@@ -271,7 +332,10 @@ static void worker_idle(void)
             uint64_t now = disco__now_ns();
             timeout = next > now ? next - now : 0;
         }
-        if (timeout)
+        /* Sleep in the network poll if nobody else does, so that a
+         * message wakes us; else on the futex. */
+        int ms = timeout == UINT64_MAX ? -1 : (int)((timeout + 999999) / 1000000);
+        if (timeout && !run_progress(ms))
             disco__futex_wait(&S.epoch, epoch, timeout);
     }
     atomic_fetch_add_explicit(&S.searching, 1, memory_order_relaxed);
@@ -341,7 +405,10 @@ static void *worker_main(void *arg)
             atomic_fetch_add_explicit(&S.searching, 1, memory_order_seq_cst);
         }
         if (++idle < SPIN_ROUNDS) {
-            disco__cpu_relax();
+            if (idle % 16 == 0) /* poll the network now and then */
+                run_progress(0);
+            else
+                disco__cpu_relax();
         } else {
             worker_idle(); /* returns searching again */
             idle = 0;
@@ -472,6 +539,9 @@ int disco_sched_stop(void)
     atomic_store_explicit(&S.stopping, true, memory_order_release);
     atomic_fetch_add(&S.epoch, 1);
     disco__futex_wake(&S.epoch, (int)S.n);
+    const disco__progress_hook *h = atomic_load(&S.progress);
+    if (h)
+        h->interrupt(h->arg);
     for (unsigned i = 0; i < S.n; i++)
         pthread_join(S.workers[i].thread, NULL);
     for (unsigned i = 0; i < S.n; i++) {

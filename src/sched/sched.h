@@ -139,6 +139,24 @@ typedef struct disco__worker {
  * park, and the compiler must not reuse a thread-local address across it. */
 disco__worker *disco__self(void);
 
+/*
+ * Network progress, driven by the scheduler's idle workers: a worker that
+ * runs out of tasks polls (poll(arg, 0)) while it spins, and the worker that
+ * goes to sleep first sleeps inside poll(arg, timeout) instead of on its
+ * futex, so that arriving messages wake it. New work interrupts that sleep
+ * through interrupt(arg). One worker at a time runs poll; its callbacks may
+ * spawn and wake tasks but must not block. The hook must stay valid until
+ * it is replaced; disco__sched_set_progress(NULL) returns only when no
+ * worker is inside the old one.
+ */
+typedef struct disco__progress_hook {
+    int (*poll)(void *arg, int timeout_ms);
+    void (*interrupt)(void *arg);
+    void *arg;
+} disco__progress_hook;
+
+void disco__sched_set_progress(const disco__progress_hook *hook);
+
 /* Starts the scheduler if it is not running: 0, or a status with the last
  * error set. */
 int disco__sched_ensure(void);
@@ -151,6 +169,13 @@ size_t disco__default_stack_size(void);
 void disco__schedule(disco_task *t);
 /* Same, for a caller that already knows its worker (NULL: foreign). */
 void disco__schedule_on(disco__worker *w, disco_task *t);
+
+/* Spawns a detached task behind every task queued before it (the
+ * injection queue is FIFO): remote calls start in the order they arrived. */
+int disco__async_fifo(disco_task_fn fn, void *arg);
+
+/* Queues t behind everything in the injection queue (FIFO). */
+void disco__schedule_fifo(disco_task *t);
 
 /* Makes a task woken by an unpark runnable: into the calling worker's next
  * slot when a task wakes it, else like disco__schedule. */

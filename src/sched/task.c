@@ -95,16 +95,14 @@ static void stack_put(disco__worker *w, disco_task *t)
     }
 }
 
-disco_task *disco_async_attr(disco_task_fn fn, void *arg,
-                             const disco_task_attr *attr)
+/* A new runnable task, not yet queued. NULL with the last error set. */
+static disco_task *task_create(disco__worker *w, disco_task_fn fn, void *arg,
+                               const disco_task_attr *attr)
 {
     if (!fn) {
         disco_error_set(DISCO_EINVAL, "disco_async: no function");
         return NULL;
     }
-    disco__worker *w = disco__self(); /* a worker exists: it is running */
-    if (!w && disco__sched_ensure() != 0)
-        return NULL;
     disco_task *t = disco__task_alloc(w);
     if (!t)
         goto nomem;
@@ -127,11 +125,35 @@ disco_task *disco_async_attr(disco_task_fn fn, void *arg,
             &w->spawned, memory_order_relaxed) + 1, memory_order_relaxed);
     else
         disco__count_foreign_spawn(1);
-    disco__schedule_on(w, t);
     return t;
 nomem:
     disco_error_set(DISCO_ENOMEM, "disco_async: out of memory");
     return NULL;
+}
+
+disco_task *disco_async_attr(disco_task_fn fn, void *arg,
+                             const disco_task_attr *attr)
+{
+    disco__worker *w = disco__self(); /* a worker exists: it is running */
+    if (!w && disco__sched_ensure() != 0)
+        return NULL;
+    disco_task *t = task_create(w, fn, arg, attr);
+    if (t)
+        disco__schedule_on(w, t);
+    return t;
+}
+
+int disco__async_fifo(disco_task_fn fn, void *arg)
+{
+    disco__worker *w = disco__self();
+    if (!w && disco__sched_ensure() != 0)
+        return disco_error_code(disco_last_error());
+    disco_task_attr attr = {.detached = true};
+    disco_task *t = task_create(w, fn, arg, &attr);
+    if (!t)
+        return disco_error_code(disco_last_error());
+    disco__schedule_fifo(t);
+    return 0;
 }
 
 disco_task *disco_async(disco_task_fn fn, void *arg)

@@ -1,0 +1,117 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Remote calls and futures (Julia's remotecall family and Future).
+ *
+ * A function that other processes may call is registered under its name at
+ * load time with DISCO_FUNCTION(name); on the wire it is named by a stable
+ * 64-bit id of that name, so every process must register it (same program
+ * image or same plugin). A call to a function the target does not know fails
+ * with DISCO_ENOFUNC naming the function and the worker.
+ *
+ * Arguments are encoded into the outgoing message before the call returns:
+ * the caller may reuse or free them at once. The value of a finished future
+ * is owned by the future (and cached: fetching twice does not go back to
+ * the worker) until disco_future_release.
+ *
+ * A function body runs as a task on the target, so it may block (sleep,
+ * take from a channel, fetch another future). It reports failure by
+ * returning a negative status after disco_error_set(...) (disco_throw is the
+ * same); the caller then gets that error with the worker's pid, printed the
+ * Julia way: "On worker 2: ...".
+ */
+#ifndef DISCO_RPC_H
+#define DISCO_RPC_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "disco/error.h"
+#include "disco/value.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/*
+ * A remotely callable function: nargs arguments (borrowed for the call) and
+ * a result to fill (nil by default; what it points to must stay valid until
+ * the function returns, or be owned: DISCO_VALUE_OWNED values are freed by
+ * the runtime after sending). Returns 0 or a negative status.
+ */
+typedef int (*disco_function)(const disco_value *args, size_t nargs,
+                              disco_value *result);
+
+/* Registers fn under name. DISCO_EEXIST-like DISCO_EBUSY if another
+ * function has that name; DISCO_EINVAL for a NULL name or function. */
+DISCO_API int disco_register(const char *name, disco_function fn);
+
+/* Registers a function at load time, before main: DISCO_FUNCTION(square); */
+#define DISCO_FUNCTION(fn)                                                     \
+    __attribute__((constructor)) static void disco__register_##fn(void)       \
+    {                                                                          \
+        disco_register(#fn, fn);                                               \
+    }
+
+/* The registered name of fn, or NULL. */
+DISCO_API const char *disco_function_name(disco_function fn);
+
+/* Raises an error from a remote function: sets the last error and returns
+ * code, for `return disco_throw(DISCO_EINVAL, "sqrt of %g", x);`. */
+#define disco_throw disco_error_set
+
+typedef struct disco_future disco_future;
+
+/*
+ * Calls fn(args) on process pid and returns a future for the result at
+ * once (Julia's remotecall). NULL with the last error set if pid is not a
+ * connected process or fn is not registered here. Calls from one process to
+ * one worker start in the order they were made.
+ */
+DISCO_API disco_future *disco_remotecall(disco_function fn, int pid,
+                                         const disco_value *args, size_t nargs);
+
+/*
+ * Calls and waits for the result (Julia's remotecall_fetch), in one round
+ * trip. *result receives an owned copy (free it with disco_value_free).
+ * Returns 0 or the call's error status (last error: the remote error).
+ */
+DISCO_API int disco_remotecall_fetch(disco_function fn, int pid,
+                                     const disco_value *args, size_t nargs,
+                                     disco_value *result);
+
+/* Calls and waits until the call has finished on pid (Julia's
+ * remotecall_wait); returns the ready future. */
+DISCO_API disco_future *disco_remotecall_wait(disco_function fn, int pid,
+                                              const disco_value *args,
+                                              size_t nargs);
+
+/* Calls fn(args) on pid for its effect only (Julia's remote_do): no future,
+ * no reply. A failure is printed on the worker's stderr (which the master
+ * shows as "From worker N: ..."). */
+DISCO_API int disco_remote_do(disco_function fn, int pid,
+                              const disco_value *args, size_t nargs);
+
+/*
+ * Waits for the future and gives its value (owned by the future, valid
+ * until disco_future_release). A future that holds an error always fails
+ * with it (status returned, error in the last-error slot), local or remote.
+ */
+DISCO_API int disco_future_fetch(disco_future *f, const disco_value **value);
+
+/* Waits until the future is ready; 0 or its error status. */
+DISCO_API int disco_future_wait(disco_future *f);
+
+/* True when fetch would not wait. */
+DISCO_API bool disco_future_isready(disco_future *f);
+
+/* The process the call runs on. */
+DISCO_API int disco_future_where(const disco_future *f);
+
+/* Drops the caller's reference; the future and its value are freed. A
+ * still-running call completes on the worker and its result is discarded. */
+DISCO_API void disco_future_release(disco_future *f);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DISCO_RPC_H */

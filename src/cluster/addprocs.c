@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* disco_addprocs / disco_rmprocs with local workers (Julia's LocalManager). */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cluster/launch.h"
+#include "core/runtime.h"
+
+static bool settled(void *arg)
+{
+    disco__peer *p = arg;
+    return disco_event_isset(&p->settled);
+}
+
+/* Everything needed for one new worker while addprocs runs. */
+typedef struct {
+    int pid;
+    disco__launched *proc;
+    disco__peer *peer;
+    int status;
+    disco_error *err;
+} newcomer;
+
+static void fail(newcomer *w)
+{
+    if (!w->status) {
+        w->status = disco_error_code(disco_last_error());
+        w->err = disco_error_take();
+    }
+}
+
+/* Starts the handshake with a launched worker at addr. */
+static int connect_worker(newcomer *w, const char *addr)
+{
+    disco__peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return disco_error_set(DISCO_ENOMEM, "no memory for worker %d", w->pid);
+    p->pid = w->pid;
+    p->proc = w->proc;
+    p->os_pid = disco__launched_os_pid(w->proc);
+    atomic_init(&p->state, PEER_AUTH);
+    disco_event_init(&p->settled, false);
+    int rc = disco__rt.ops->connect(disco__rt.tp, addr, p, &p->conn);
+    if (rc) {
+        free(p);
+        return rc;
+    }
+    w->peer = p;
+    atomic_store_explicit(&disco__rt.peers[w->pid], p, memory_order_release);
+    return disco__peer_begin_auth(p, DISCO__AUTH_INITIATOR);
+}
+
+int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
+{
+    disco_addprocs_opts none = {0};
+    if (!opts)
+        opts = &none;
+    if (disco__rt.worker)
+        return disco_error_set(DISCO_EPERM, "only process 1 may add processes (this is %d)",
+                               disco__rt.myid);
+    if (n == DISCO_AUTO)
+        n = (int)disco_sched_nthreads();
+    if (n < 0 || n > DISCO__MAX_PROCS / 2)
+        return disco_error_set(DISCO_EINVAL, "disco_addprocs: bad count %d", n);
+    if (opts->topology && opts->topology != DISCO_TOPOLOGY_MASTER_WORKER)
+        return disco_error_set(DISCO_ENOSYS, "disco_addprocs: only the master-worker "
+                                             "topology exists so far");
+    int rc = disco__runtime_start();
+    if (rc || n == 0)
+        return rc ? rc : 0;
+    newcomer *ws = calloc((size_t)n, sizeof(*ws));
+    char threads[32];
+    snprintf(threads, sizeof(threads), "DISCO_THREADS=%d", opts->threads > 0 ? opts->threads : 1);
+    size_t nenv = 0;
+    while (opts->env && opts->env[nenv])
+        nenv++;
+    char **env = calloc(nenv + 2, sizeof(*env));
+    if (!ws || !env) {
+        free(ws);
+        free(env);
+        return disco_error_set(DISCO_ENOMEM, "disco_addprocs: out of memory");
+    }
+    env[0] = threads; /* the caller's entries come after and win */
+    memcpy(env + 1, opts->env ? opts->env : env + 1, nenv * sizeof(*env));
+    pthread_mutex_lock(&disco__rt.lock);
+    if (disco__rt.next_pid + n >= DISCO__MAX_PROCS) {
+        pthread_mutex_unlock(&disco__rt.lock);
+        free(ws);
+        free(env);
+        return disco_error_set(DISCO_EINVAL, "disco_addprocs: more than %d processes",
+                               DISCO__MAX_PROCS);
+    }
+    for (int i = 0; i < n; i++)
+        ws[i].pid = disco__rt.next_pid++;
+    pthread_mutex_unlock(&disco__rt.lock);
+
+    /* Launch all, then wait for all: they start in parallel. */
+    for (int i = 0; i < n; i++) {
+        disco__launch_opts lo = {
+            .exename = opts->exename, .exeflags = opts->exeflags, .dir = opts->dir,
+            .env = env, .timeout = opts->timeout, .pid_label = ws[i].pid,
+        };
+        if (disco__launch_start(&lo, &ws[i].proc) != 0)
+            fail(&ws[i]);
+    }
+    for (int i = 0; i < n; i++) {
+        char addr[DISCO__LAUNCH_ADDR_MAX];
+        if (!ws[i].status && (disco__launch_wait_address(ws[i].proc, addr, sizeof(addr)) ||
+                              connect_worker(&ws[i], addr)))
+            fail(&ws[i]);
+    }
+    double timeout = opts->timeout > 0 ? opts->timeout : 60;
+    int failed = 0;
+    for (int i = 0; i < n; i++) {
+        newcomer *w = &ws[i];
+        if (!w->status && disco_timedwait(settled, w->peer, timeout, 0.001) != 0)
+            fail(w);
+        else if (!w->status && w->peer->ready_status)
+            w->status = disco_error_set(w->peer->ready_status,
+                                        "worker %d failed to join (%s)", w->pid,
+                                        disco_strerror(w->peer->ready_status)),
+            w->err = disco_error_take();
+        failed += w->status != 0;
+    }
+    if (failed) { /* all or nothing: remove the ones that did join */
+        int first = -1;
+        for (int i = 0; i < n; i++) {
+            if (!ws[i].status)
+                disco_rmprocs(&ws[i].pid, 1, 5);
+            else if (ws[i].proc && !ws[i].peer) {
+                disco__launched_kill(ws[i].proc, SIGKILL);
+                disco__launched_reap(ws[i].proc, 5, NULL);
+            } else if (ws[i].peer) {
+                disco_rmprocs(&ws[i].pid, 1, 5);
+            }
+            if (ws[i].status && first < 0)
+                first = i;
+        }
+        char msg[512] = "";
+        if (ws[first].err)
+            disco_error_format(ws[first].err, msg, sizeof(msg));
+        rc = disco_error_set(ws[first].status, "disco_addprocs: %d of %d workers failed; "
+                             "worker %d: %s", failed, n, ws[first].pid, msg);
+    } else {
+        for (int i = 0; i < n; i++)
+            if (pids)
+                pids[i] = ws[i].pid;
+        rc = n;
+    }
+    for (int i = 0; i < n; i++) {
+        disco_error_free(ws[i].err);
+        if (ws[i].proc && !ws[i].peer)
+            disco__launched_free(ws[i].proc);
+    }
+    free(ws);
+    free(env);
+    return rc;
+}
+
+static bool gone(void *arg)
+{
+    disco__peer *p = arg;
+    return atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE;
+}
+
+int disco_rmprocs(const int *pids, int n, double timeout)
+{
+    if (disco__rt.worker)
+        return disco_error_set(DISCO_EPERM, "only process 1 may remove processes");
+    int rc = 0;
+    for (int i = 0; i < n; i++) { /* ask everyone first, then wait */
+        disco__peer *p = pids[i] > 1 && pids[i] < DISCO__MAX_PROCS
+                             ? atomic_load(&disco__rt.peers[pids[i]]) : NULL;
+        if (!p) {
+            rc = disco_error_set(DISCO_ENOPROC, "disco_rmprocs: %d is not a worker", pids[i]);
+            continue;
+        }
+        disco__frame_header h = {.kind = DISCO__FRAME_SHUTDOWN};
+        if (!gone(p))
+            disco__send_frame(p, &h, NULL);
+    }
+    for (int i = 0; i < n; i++) {
+        disco__peer *p = pids[i] > 1 && pids[i] < DISCO__MAX_PROCS
+                             ? atomic_load(&disco__rt.peers[pids[i]]) : NULL;
+        if (!p)
+            continue;
+        if (disco_timedwait(gone, p, timeout, 0.001) != 0 && p->proc) {
+            disco__launched_kill(p->proc, SIGKILL); /* it ignored the request */
+            rc = disco_error_set(DISCO_ETIMEDOUT, "worker %d did not exit within %g s: killed",
+                                 p->pid, timeout);
+        }
+        if (p->proc) {
+            disco__launched_reap(p->proc, timeout > 1 ? timeout : 1, NULL);
+            disco__launched_free(p->proc);
+            p->proc = NULL;
+        }
+    }
+    return rc;
+}

@@ -1,0 +1,90 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* disco_init (the worker's life) and disco_finalize. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cluster/launch.h"
+#include "cluster/worker_boot.h"
+#include "core/runtime.h"
+
+/* Takes the worker flag out of argv; true if it was there. */
+static bool take_worker_flag(int *argc, char ***argv)
+{
+    if (!argc || !argv || !*argv)
+        return false;
+    for (int i = 1; i < *argc; i++) {
+        if (strcmp((*argv)[i], DISCO__WORKER_FLAG))
+            continue;
+        memmove(&(*argv)[i], &(*argv)[i + 1], (size_t)(*argc - i) * sizeof(char *));
+        (*argc)--;
+        return true;
+    }
+    return false;
+}
+
+static void die(const char *what)
+{
+    char msg[512] = "";
+    if (disco_last_error())
+        disco_error_format(disco_last_error(), msg, sizeof(msg));
+    fprintf(stderr, "disco worker: %s: %s\n", what, msg);
+    exit(1);
+}
+
+int disco_init(int *argc, char ***argv)
+{
+    if (!take_worker_flag(argc, argv))
+        return 0; /* the master: everything starts on demand */
+    disco__rt.worker = true;
+    disco__rt.myid = 0; /* until the master's JOIN names us */
+    char cookie[DISCO_CLUSTER_COOKIE_MAX + 1];
+    if (disco__worker_read_cookie(cookie, sizeof(cookie)) != 0)
+        die("reading the cookie");
+    int rc = disco_cluster_cookie_set(cookie);
+    memset(cookie, 0, sizeof(cookie));
+    if (rc)
+        die("bad cookie");
+    if (disco__worker_watchdog_start(0, NULL, NULL) != 0)
+        die("starting the watchdog");
+    if (disco__runtime_start() != 0)
+        die("starting the runtime");
+    if (disco__worker_announce(disco__rt.address) != 0)
+        die("reporting the address");
+    /* Serve until the master says goodbye or goes away. */
+    disco_event_wait(&disco__rt.master_gone);
+    fflush(stdout);
+    fflush(stderr);
+    _exit(0); /* calls in flight die with us, as in Julia */
+}
+
+int disco_finalize(void)
+{
+    if (disco__rt.worker)
+        return disco_error_set(DISCO_EPERM, "disco_finalize is for the master");
+    int pids[DISCO__MAX_PROCS];
+    int n = 0, rc = 0;
+    for (int pid = 2; pid < DISCO__MAX_PROCS; pid++) {
+        disco__peer *p = atomic_load(&disco__rt.peers[pid]);
+        if (p && p->proc)
+            pids[n++] = pid;
+    }
+    if (n)
+        rc = disco_rmprocs(pids, n, 10);
+    if (atomic_load(&disco__rt.up)) {
+        disco__sched_set_progress(NULL);
+        disco__rt.ops->fini(disco__rt.tp);
+        disco__rt.tp = NULL;
+        for (int pid = 1; pid < DISCO__MAX_PROCS; pid++) {
+            disco__peer *p = atomic_exchange(&disco__rt.peers[pid], NULL);
+            if (p) {
+                free(p->rbuf);
+                free(p);
+            }
+        }
+        atomic_store(&disco__rt.up, false);
+    }
+    int src = disco_sched_stop();
+    return rc ? rc : src;
+}

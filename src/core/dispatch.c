@@ -1,0 +1,400 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * What arrives on a connection: first the handshake, then frames. Runs in
+ * transport callbacks, on the worker that drives network progress: nothing
+ * here blocks; a call becomes a task, a reply completes a future.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/error_internal.h"
+#include "cluster/worker_boot.h"
+#include "core/runtime.h"
+#include "rpc/future.h"
+#include "rpc/registry.h"
+#include "sched/sched.h"
+
+static void log_error(const disco__peer *p, const char *what)
+{
+    char msg[512] = "";
+    const disco_error *e = disco_last_error();
+    if (e)
+        disco_error_format(e, msg, sizeof(msg));
+    fprintf(stderr, "disco[%d]: connection %s%d (%s): %s: %s\n", disco__rt.myid,
+            p->pid ? "to process " : "#", p->pid,
+            p->conn ? disco__rt.ops->conn_peer(p->conn) : "?", what, msg);
+}
+
+/* Queues whatever the handshake wants to send. */
+static void flush_auth(disco__peer *p)
+{
+    const uint8_t *out;
+    size_t n;
+    if (disco__auth_output(&p->auth, &out, &n) != 0 || n == 0)
+        return;
+    uint8_t *copy = malloc(n); /* freed by on_sent */
+    if (!copy)
+        return;
+    memcpy(copy, out, n);
+    struct iovec iov = {copy, n};
+    if (disco__rt.ops->send(p->conn, &iov, 1, copy) != 0)
+        free(copy);
+}
+
+int disco__peer_begin_auth(disco__peer *p, int role)
+{
+    int rc = disco__auth_init(&p->auth, role, disco_cluster_cookie(), &disco__rt.self);
+    if (rc == 0)
+        flush_auth(p);
+    return rc;
+}
+
+static void settle(disco__peer *p, int status)
+{
+    p->ready_status = status;
+    atomic_store_explicit(&p->state, status ? PEER_GONE : PEER_READY, memory_order_release);
+    disco_event_notify(&p->settled);
+}
+
+void disco__on_accept(void *ctx, disco_conn *c)
+{
+    (void)ctx;
+    disco__peer *p = calloc(1, sizeof(*p));
+    if (!p) {
+        disco__rt.ops->conn_close(c);
+        return;
+    }
+    p->conn = c;
+    atomic_init(&p->state, PEER_AUTH);
+    disco_event_init(&p->settled, false);
+    disco__rt.ops->conn_set_context(c, p);
+    if (disco__peer_begin_auth(p, DISCO__AUTH_ACCEPTOR) != 0) {
+        log_error(p, "handshake");
+        disco__rt.ops->conn_close(c);
+        free(p);
+    }
+}
+
+/* The handshake just succeeded on p. */
+static int authenticated(disco__peer *p)
+{
+    const disco__identity *id = disco__auth_peer(&p->auth);
+    if (p->pid) { /* we connected to p (master to a new worker): name it */
+        disco__frame_header h = {.kind = DISCO__FRAME_JOIN};
+        disco_value pid = disco_i64(p->pid);
+        disco_value join = disco_list(&pid, 1);
+        int rc = disco__send_frame(p, &h, &join);
+        settle(p, rc);
+        return rc;
+    }
+    /* p connected to us: only the master may, and only once (this is the
+     * master_worker topology; worker-to-worker connections come later). */
+    if (!disco__rt.worker || id->pid != 1 ||
+        atomic_load(&disco__rt.peers[1]) != NULL)
+        return disco_error_set(DISCO_EPERM,
+                               "unexpected connection from process %d (%s)",
+                               id->pid, id->host);
+    p->pid = 1;
+    atomic_store_explicit(&disco__rt.peers[1], p, memory_order_release);
+    disco__worker_master_connected();
+    settle(p, 0);
+    return 0;
+}
+
+/* ---- calls (target side) ------------------------------------------------ */
+
+typedef struct call {
+    disco__peer *from;
+    disco__frame_header h;
+    disco_function fn;
+    const char *name;
+    disco_value args; /* owned list */
+} call;
+
+static void reply(call *c, int rc, const disco_value *result)
+{
+    disco__frame_header h = {.call_id = c->h.call_id};
+    if (rc == 0) {
+        h.kind = DISCO__FRAME_RESULT;
+        rc = disco__send_frame(c->from, &h, result);
+        if (rc == 0 || rc == DISCO_ECLOSED)
+            return;
+        /* The result could not be sent (not encodable, too large): say so. */
+    }
+    disco_error *e = disco_error_take();
+    if (!e)
+        e = disco_error_new(rc, "%s", disco_strerror(rc));
+    if (!e)
+        return;
+    disco__error_set_pid(e, disco__rt.myid);
+    h.kind = DISCO__FRAME_ERROR;
+    disco_value ev = disco_error_value(e);
+    if (disco__send_frame(c->from, &h, &ev) != 0)
+        log_error(c->from, "cannot send an error reply");
+    disco_error_free(e);
+}
+
+static int run_call(void *arg, void **unused)
+{
+    (void)unused;
+    call *c = arg;
+    disco_value result = disco_nil();
+    disco_error_clear();
+    int rc = c->fn(c->args.list.items, c->args.list.n, &result);
+    if (c->h.kind == DISCO__FRAME_REMOTE_DO) {
+        if (rc) {
+            char msg[512] = "";
+            if (disco_last_error())
+                disco_error_format(disco_last_error(), msg, sizeof(msg));
+            fprintf(stderr, "disco: remote_do of '%s' failed on worker %d: %s\n",
+                    c->name, disco__rt.myid, msg);
+        }
+    } else {
+        reply(c, rc, &result);
+    }
+    disco_value_free(&result);
+    disco_value_free(&c->args);
+    free(c);
+    return 0;
+}
+
+/* A call frame whose function or arguments are no good: answer with the
+ * error (when an answer is wanted) and go on with the connection. */
+static void refuse_call(disco__peer *p, const disco__frame_header *in, int rc)
+{
+    call c = {.from = p, .h = *in};
+    if (in->kind == DISCO__FRAME_REMOTE_DO) {
+        log_error(p, "remote_do refused");
+        return;
+    }
+    reply(&c, rc, NULL);
+}
+
+static void handle_call(disco__peer *p, const disco__frame_header *h,
+                        const uint8_t *payload)
+{
+    const char *name = NULL;
+    disco_function fn = disco__function_by_id(h->function_id, &name);
+    if (!fn) {
+        refuse_call(p, h, disco_error_set(DISCO_ENOFUNC,
+                                          "function %#llx is not registered on worker %d",
+                                          (unsigned long long)h->function_id,
+                                          disco__rt.myid));
+        return;
+    }
+    call *c = calloc(1, sizeof(*c));
+    if (!c) {
+        refuse_call(p, h, disco_error_set(DISCO_ENOMEM, "no memory for a call"));
+        return;
+    }
+    *c = (call){.from = p, .h = *h, .fn = fn, .name = name};
+    size_t used;
+    int rc = disco__value_decode(payload, h->payload_len, &used, &c->args);
+    if (rc == 0 && (c->args.type != DISCO_LIST || used != h->payload_len)) {
+        disco_value_free(&c->args);
+        rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
+    }
+    if (rc == 0)
+        rc = disco__async_fifo(run_call, c);
+    if (rc) {
+        disco_value_free(&c->args);
+        free(c);
+        refuse_call(p, h, rc);
+    }
+}
+
+/* ---- replies and control (caller side) --------------------------------- */
+
+static void handle_reply(const disco__frame_header *h, const uint8_t *payload)
+{
+    disco_value v;
+    size_t used;
+    int rc = disco__value_decode(payload, h->payload_len, &used, &v);
+    if (rc == 0 && used != h->payload_len) {
+        disco_value_free(&v);
+        rc = disco_error_set(DISCO_EPROTO, "trailing bytes after a reply");
+    }
+    if (rc) {
+        disco__future_complete(h->call_id, rc, NULL, disco_error_take());
+        return;
+    }
+    if (h->kind == DISCO__FRAME_RESULT) {
+        disco__future_complete(h->call_id, 0, &v, NULL);
+    } else if (v.type == DISCO_ERROR && v.error) {
+        /* The decoded value owns its error: take it over. */
+        disco_error *e = (disco_error *)v.error;
+        v = disco_nil();
+        disco__future_complete(h->call_id, disco_error_code(e), NULL, e);
+    } else {
+        disco_value_free(&v);
+        disco__future_complete(h->call_id, DISCO_EPROTO, NULL,
+                               disco_error_new(DISCO_EPROTO, "error reply without an error"));
+    }
+}
+
+static void handle_join(disco__peer *p, const disco__frame_header *h,
+                        const uint8_t *payload)
+{
+    disco_value v;
+    size_t used;
+    if (p->pid != 1 || disco__value_decode(payload, h->payload_len, &used, &v) != 0)
+        return;
+    if (v.type == DISCO_LIST && v.list.n >= 1 && v.list.items[0].type == DISCO_I64 &&
+        v.list.items[0].i > 1 && v.list.items[0].i < DISCO__MAX_PROCS) {
+        disco__rt.myid = (int)v.list.items[0].i;
+        disco__rt.self.pid = disco__rt.myid;
+    }
+    disco_value_free(&v);
+}
+
+/* Handles one frame. A negative return closes the connection. */
+static int handle_frame(disco__peer *p, const disco__frame_header *h,
+                        const uint8_t *payload)
+{
+    switch (h->kind) {
+    case DISCO__FRAME_CALL:
+    case DISCO__FRAME_CALL_FETCH:
+    case DISCO__FRAME_CALL_WAIT:
+    case DISCO__FRAME_REMOTE_DO:
+        handle_call(p, h, payload);
+        return 0;
+    case DISCO__FRAME_RESULT:
+    case DISCO__FRAME_ERROR:
+        handle_reply(h, payload);
+        return 0;
+    case DISCO__FRAME_JOIN:
+        handle_join(p, h, payload);
+        return 0;
+    case DISCO__FRAME_SHUTDOWN:
+        if (disco__rt.worker && p->pid == 1)
+            disco_event_notify(&disco__rt.master_gone);
+        return 0;
+    default:
+        return disco_error_set(DISCO_EPROTO, "unexpected %s frame",
+                               disco__frame_kind_name(h->kind));
+    }
+}
+
+/* Takes complete frames off p's buffer. */
+static int parse_frames(disco__peer *p)
+{
+    size_t off = 0;
+    int rc = 0;
+    while (p->rlen - off >= DISCO__FRAME_HEADER_SIZE) {
+        disco__frame_header h;
+        rc = disco__frame_header_decode(p->rbuf + off, p->rlen - off,
+                                        DISCO__FRAME_MAX_PAYLOAD_DEFAULT, &h);
+        if (rc)
+            break; /* a corrupt stream: the caller closes this connection */
+        size_t total = DISCO__FRAME_HEADER_SIZE + (size_t)h.payload_len;
+        if (p->rlen - off < total)
+            break;
+        if ((rc = handle_frame(p, &h, p->rbuf + off + DISCO__FRAME_HEADER_SIZE)))
+            break;
+        off += total;
+    }
+    memmove(p->rbuf, p->rbuf + off, p->rlen - off);
+    p->rlen -= off;
+    return rc;
+}
+
+static int append(disco__peer *p, const uint8_t *data, size_t len)
+{
+    if (p->rcap - p->rlen < len) {
+        size_t cap = p->rcap ? p->rcap : 64 * 1024;
+        while (cap - p->rlen < len)
+            cap *= 2;
+        uint8_t *b = realloc(p->rbuf, cap);
+        if (!b)
+            return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", len);
+        p->rbuf = b;
+        p->rcap = cap;
+    }
+    memcpy(p->rbuf + p->rlen, data, len);
+    p->rlen += len;
+    return 0;
+}
+
+/*
+ * p's connection is over (closed by the peer, broken, or dropped by us).
+ * Everything waiting on the peer learns it: futures of calls on it fail
+ * with a process-exited error, addprocs stops waiting, a worker whose
+ * master is gone shuts down. The connection object stays allocated until
+ * the runtime ends: tasks may still hold p and try to send (and get
+ * DISCO_ECLOSED) — except for a connection that never became ready, which
+ * nothing else knows about and is freed at once.
+ */
+static void peer_gone(disco__peer *p, int status, const char *why)
+{
+    if (atomic_exchange(&p->state, PEER_GONE) == PEER_GONE)
+        return;
+    bool was_known = p->pid != 0;
+    if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
+        disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
+                                         p->pid, why);
+        if (e) {
+            disco__error_set_pid(e, p->pid);
+            disco__future_fail_where(p->pid, e);
+            disco_error_free(e);
+        }
+    } else if (p->pid == 1) {
+        disco_event_notify(&disco__rt.master_gone);
+    }
+    p->ready_status = status ? status : DISCO_EPROCEXIT;
+    disco_event_notify(&p->settled);
+    free(p->rbuf);
+    p->rbuf = NULL;
+    p->rlen = p->rcap = 0;
+    disco__auth_fini(&p->auth);
+    if (!was_known) {
+        disco__rt.ops->conn_close(p->conn);
+        free(p);
+    }
+}
+
+static void drop(disco__peer *p, const char *what)
+{
+    log_error(p, what);
+    peer_gone(p, disco_error_code(disco_last_error()), what);
+}
+
+void disco__on_close(void *ctx, disco_conn *c, int status)
+{
+    (void)ctx;
+    disco__peer *p = disco__rt.ops->conn_context(c);
+    if (p)
+        peer_gone(p, status, status ? disco_strerror(status) : "connection closed");
+}
+
+void disco__on_sent(void *ctx, disco_conn *c, void *token, int status)
+{
+    (void)ctx;
+    (void)c;
+    (void)status;
+    free(token); /* every send's token is its malloc'd buffer */
+}
+
+void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
+{
+    (void)ctx;
+    disco__peer *p = disco__rt.ops->conn_context(c);
+    if (!p || atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE)
+        return; /* dropped: what still arrives is ignored */
+    if (!p->auth_done) {
+        size_t used = 0;
+        int rc = disco__auth_input(&p->auth, data, len, &used);
+        flush_auth(p); /* the next message, or an ABORT for the peer */
+        if (rc == 0)
+            return;
+        if (rc < 0 || (rc = authenticated(p)) != 0) {
+            drop(p, "handshake failed");
+            return;
+        }
+        p->auth_done = true;
+        data += used;
+        len -= used;
+    }
+    if (len && (append(p, data, len) != 0 || parse_frames(p) != 0))
+        drop(p, "closing the connection");
+}

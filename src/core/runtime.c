@@ -1,0 +1,154 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Runtime state, start-up, the process queries, sending frames. */
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/error_internal.h"
+#include "core/runtime.h"
+
+disco__runtime disco__rt = {.myid = 1, .next_pid = 2, .lock = PTHREAD_MUTEX_INITIALIZER};
+
+static int progress_poll(void *arg, int timeout_ms)
+{
+    disco__runtime *r = arg;
+    return r->ops->progress(r->tp, timeout_ms);
+}
+
+static void progress_interrupt(void *arg)
+{
+    disco__runtime *r = arg;
+    r->ops->interrupt(r->tp);
+}
+
+static const disco_transport_callbacks callbacks = {
+    .on_accept = disco__on_accept,
+    .on_recv = disco__on_recv,
+    .on_close = disco__on_close,
+    .on_sent = disco__on_sent,
+};
+
+int disco__runtime_start(void)
+{
+    disco__runtime *r = &disco__rt;
+    if (atomic_load_explicit(&r->up, memory_order_acquire))
+        return 0;
+    pthread_mutex_lock(&r->lock);
+    int rc = 0;
+    if (atomic_load(&r->up))
+        goto out;
+    if ((rc = disco__sched_ensure()))
+        goto out;
+    r->ops = &disco__tcp_ops;
+    if ((rc = r->ops->init(&r->tp, NULL, &callbacks, r)))
+        goto out;
+    r->ops->local_address(r->tp, r->address, sizeof(r->address));
+    r->self.pid = r->myid;
+    RAND_bytes(r->self.uuid, sizeof(r->self.uuid));
+    if (gethostname(r->self.host, sizeof(r->self.host)) != 0)
+        strcpy(r->self.host, "localhost");
+    r->self.host[sizeof(r->self.host) - 1] = '\0';
+    memcpy(r->self.addr, r->address, sizeof(r->self.addr)); /* same size */
+    disco_event_init(&r->master_gone, false);
+    r->hook = (disco__progress_hook){progress_poll, progress_interrupt, r};
+    disco__sched_set_progress(&r->hook);
+    atomic_store_explicit(&r->up, true, memory_order_release);
+out:
+    pthread_mutex_unlock(&r->lock);
+    return rc;
+}
+
+disco__peer *disco__peer_ready(int pid)
+{
+    disco__peer *p = pid > 0 && pid < DISCO__MAX_PROCS
+                         ? atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire)
+                         : NULL;
+    if (!p || atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE) {
+        if (p)
+            disco_error_set(DISCO_EPROCEXIT, "worker %d has exited", pid);
+        else
+            disco_error_set(DISCO_ENOPROC, "no process %d is connected to process %d",
+                            pid, disco__rt.myid);
+        return NULL;
+    }
+    if (atomic_load_explicit(&p->state, memory_order_acquire) != PEER_READY) {
+        disco_error_set(DISCO_ESTATE, "process %d is still joining", pid);
+        return NULL;
+    }
+    return p;
+}
+
+int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v)
+{
+    size_t size = 0;
+    if (v && !(size = disco__value_encoded_size(v)))
+        return disco_error_code(disco_last_error());
+    if (size > DISCO__FRAME_MAX_PAYLOAD_DEFAULT)
+        return disco_error_set(DISCO_EMSGSIZE, "message of %zu bytes is above the %u limit",
+                               size, DISCO__FRAME_MAX_PAYLOAD_DEFAULT);
+    /* One allocation per message, freed by on_sent; a buffer pool (and
+     * rendezvous for large values) comes with the zero-copy transports. */
+    uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);
+    if (!buf)
+        return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", size);
+    h->payload_len = (uint32_t)size;
+    int rc = disco__frame_header_encode(h, buf);
+    if (!rc && v)
+        rc = disco__value_encode(v, buf + DISCO__FRAME_HEADER_SIZE, size, NULL);
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    struct iovec iov = {buf, DISCO__FRAME_HEADER_SIZE + size};
+    if ((rc = disco__rt.ops->send(p->conn, &iov, 1, buf))) {
+        free(buf);
+        return disco_error_set(rc, "process %d: connection closed", p->pid);
+    }
+    return 0;
+}
+
+int disco_myid(void) { return disco__rt.myid; }
+
+/* This process and its ready peers, in pid order: the count, and the
+ * first max pids in pids. */
+static int list_procs(int *pids, int max)
+{
+    int n = 0;
+    for (int pid = 1; pid < DISCO__MAX_PROCS; pid++) {
+        disco__peer *p = atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire);
+        bool here = pid == disco__rt.myid ||
+                    (p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_READY);
+        if (!here)
+            continue;
+        if (n < max)
+            pids[n] = pid;
+        n++;
+    }
+    return n;
+}
+
+int disco_nprocs(void) { return list_procs(NULL, 0); }
+
+int disco_procs(int *pids, int max) { return list_procs(pids, max); }
+
+int disco_nworkers(void)
+{
+    int n = list_procs(NULL, 0);
+    return n > 1 ? n - 1 : 1; /* Julia: pid 1 alone counts as the only worker */
+}
+
+int disco_workers(int *pids, int max)
+{
+    int all[DISCO__MAX_PROCS];
+    int n = list_procs(all, DISCO__MAX_PROCS);
+    int k = 0;
+    for (int i = 0; i < n; i++)
+        if (all[i] != 1 || n == 1) {
+            if (k < max)
+                pids[k] = all[i];
+            k++;
+        }
+    return k;
+}

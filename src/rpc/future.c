@@ -1,0 +1,172 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Futures. A future waiting for a reply sits in a table keyed by call id
+ * (buckets under one mutex: replies and new calls are short visits), with
+ * two references: the caller's handle and the table's. The reply, found by
+ * id, fills it, removes it from the table and wakes its waiters.
+ */
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "base/error_internal.h"
+#include "rpc/future.h"
+#include "sched/sched.h"
+
+struct disco_future {
+    struct disco_future *next; /* bucket chain, under lock */
+    _Atomic int refs;
+    int where;
+    uint64_t id;
+    const char *fname; /* registry-owned: lives as long as the process */
+    atomic_bool ready;
+    int status;
+    disco_value value;
+    disco_error *err;
+    disco_event done;
+};
+
+#define BUCKETS 1024
+
+static struct {
+    pthread_mutex_t lock;
+    disco_future *bucket[BUCKETS];
+} T = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void future_unref(disco_future *f)
+{
+    if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        disco_value_free(&f->value);
+        disco_error_free(f->err);
+        free(f);
+    }
+}
+
+disco_future *disco__future_pending(int where, uint64_t id, const char *fname)
+{
+    disco_future *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 2);
+    f->where = where;
+    f->id = id;
+    f->fname = fname;
+    f->value = disco_nil();
+    disco_event_init(&f->done, false);
+    pthread_mutex_lock(&T.lock);
+    f->next = T.bucket[id % BUCKETS];
+    T.bucket[id % BUCKETS] = f;
+    pthread_mutex_unlock(&T.lock);
+    return f;
+}
+
+/* Removes and returns the pending future with id, or NULL. */
+static disco_future *unlink_id(uint64_t id)
+{
+    pthread_mutex_lock(&T.lock);
+    disco_future **p = &T.bucket[id % BUCKETS];
+    while (*p && (*p)->id != id)
+        p = &(*p)->next;
+    disco_future *f = *p;
+    if (f)
+        *p = f->next;
+    pthread_mutex_unlock(&T.lock);
+    return f;
+}
+
+static void finish(disco_future *f, int status, disco_value *value, disco_error *err)
+{
+    /* The target knows the function only by its wire id: name it here. */
+    if (status == DISCO_ENOFUNC && err && f->fname) {
+        char msg[256];
+        int n = snprintf(msg, sizeof(msg), "function '%s' is not registered on worker %d",
+                         f->fname, f->where);
+        disco__error_set_message(err, msg, (size_t)n);
+    }
+    f->status = status;
+    if (value) {
+        f->value = *value;
+        *value = disco_nil();
+    }
+    f->err = err;
+    /* release: the waiter that sees ready sees the value (pairs with the
+     * acquire loads in fetch/isready; the event orders it too). */
+    atomic_store_explicit(&f->ready, true, memory_order_release);
+    disco_event_notify(&f->done);
+    future_unref(f); /* the table's reference */
+}
+
+void disco__future_complete(uint64_t id, int status, disco_value *value,
+                            disco_error *err)
+{
+    disco_future *f = unlink_id(id);
+    if (!f) {
+        if (value)
+            disco_value_free(value);
+        disco_error_free(err);
+        return;
+    }
+    finish(f, status, value, err);
+}
+
+void disco__future_fail(disco_future *f, int status, const char *why)
+{
+    if (unlink_id(f->id) == f)
+        finish(f, status, NULL, disco_error_new(status, "%s", why));
+}
+
+void disco__future_fail_where(int where, const disco_error *err)
+{
+    for (;;) {
+        disco_future *f = NULL;
+        pthread_mutex_lock(&T.lock);
+        for (size_t b = 0; b < BUCKETS && !f; b++)
+            for (disco_future **p = &T.bucket[b]; *p; p = &(*p)->next)
+                if ((*p)->where == where) {
+                    f = *p;
+                    *p = f->next;
+                    break;
+                }
+        pthread_mutex_unlock(&T.lock);
+        if (!f)
+            return;
+        finish(f, disco_error_code(err), NULL, disco_error_copy(err));
+    }
+}
+
+int disco_future_wait(disco_future *f)
+{
+    if (!f)
+        return disco_error_set(DISCO_EINVAL, "disco_future_wait: NULL future");
+    if (!atomic_load_explicit(&f->ready, memory_order_acquire))
+        disco_event_wait(&f->done);
+    if (f->status) {
+        disco_error *e = f->err ? disco_error_copy(f->err) : NULL;
+        if (e)
+            return disco_error_put(e);
+        return disco_error_set(f->status, "%s", disco_strerror(f->status));
+    }
+    return 0;
+}
+
+int disco_future_fetch(disco_future *f, const disco_value **value)
+{
+    int rc = disco_future_wait(f);
+    if (rc == 0 && value)
+        *value = &f->value;
+    return rc;
+}
+
+bool disco_future_isready(disco_future *f)
+{
+    return atomic_load_explicit(&f->ready, memory_order_acquire);
+}
+
+int disco_future_where(const disco_future *f) { return f->where; }
+
+void disco_future_release(disco_future *f)
+{
+    if (f)
+        future_unref(f);
+}

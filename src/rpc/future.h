@@ -1,0 +1,28 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Futures of outstanding remote calls (see disco/rpc.h). */
+#ifndef DISCO_RPC_FUTURE_H
+#define DISCO_RPC_FUTURE_H
+
+#include <stdint.h>
+
+#include "disco/rpc.h"
+
+/* A pending future for call id of function fname (for messages) on
+ * process where, registered so that its reply can find it. NULL when out
+ * of memory. */
+disco_future *disco__future_pending(int where, uint64_t id, const char *fname);
+
+/* Completes the pending future of call id with value (moved in: owned by
+ * the future from now on) or with err (moved in; status < 0). Unknown ids
+ * (a released future) just free what they were given. */
+void disco__future_complete(uint64_t id, int status, disco_value *value,
+                            disco_error *err);
+
+/* Fails every pending future on process where with err's code and a copy of
+ * err (which the caller keeps). */
+void disco__future_fail_where(int where, const disco_error *err);
+
+/* Fails one pending future (its request could not be sent). */
+void disco__future_fail(disco_future *f, int status, const char *why);
+
+#endif

@@ -1,0 +1,16 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The table of remotely callable functions (see disco/rpc.h). */
+#ifndef DISCO_RPC_REGISTRY_H
+#define DISCO_RPC_REGISTRY_H
+
+#include <stdint.h>
+
+#include "disco/rpc.h"
+
+/* The function registered under wire id, or NULL. Lock-free. */
+disco_function disco__function_by_id(uint64_t id, const char **name);
+
+/* The wire id of a registered function; 0 if it is not registered. */
+uint64_t disco__function_id_of(disco_function fn);
+
+#endif

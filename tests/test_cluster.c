@@ -1,0 +1,359 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The runtime with real worker processes: addprocs, the process queries,
+ * the remotecall family, errors from workers, ordering, a worker killed
+ * under outstanding calls, rmprocs, a hostile connection, and no orphans
+ * when the master dies. This binary is also the worker program: started
+ * with the worker flag, disco_init turns it into a worker.
+ */
+#include <arpa/inet.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "core/runtime.h"
+#include "disco.h"
+#include "test_util.h"
+
+static const char *self_path;
+
+/* ---- functions the workers serve ------------------------------------------ */
+
+static int square(const disco_value *args, size_t n, disco_value *result)
+{
+    if (n != 1 || args[0].type != DISCO_I64)
+        return disco_throw(DISCO_EINVAL, "square takes one integer");
+    *result = disco_i64(args[0].i * args[0].i);
+    return 0;
+}
+DISCO_FUNCTION(square)
+
+static int real_sqrt(const disco_value *args, size_t n, disco_value *result)
+{
+    double x = n == 1 && args[0].type == DISCO_F64 ? args[0].f : NAN;
+    if (!(x >= 0))
+        return disco_throw(DISCO_EINVAL, "DomainError with %g: sqrt was called with a "
+                                         "negative real argument", x);
+    *result = disco_f64(sqrt(x));
+    return 0;
+}
+DISCO_FUNCTION(real_sqrt)
+
+static int whoami(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    disco_value pair[2] = {disco_i64(disco_myid()), disco_i64(getpid())};
+    return disco_value_copy(result, &(disco_value){.type = DISCO_LIST,
+                                                   .list = {pair, 2}});
+}
+DISCO_FUNCTION(whoami)
+
+static int nap(const disco_value *args, size_t n, disco_value *result)
+{
+    disco_sleep(n == 1 && args[0].type == DISCO_F64 ? args[0].f : 0);
+    *result = disco_i64(disco_myid());
+    return 0;
+}
+DISCO_FUNCTION(nap)
+
+static long appended[2000];
+static int n_appended;
+
+static int append(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)result;
+    if (n == 1 && args[0].type == DISCO_I64 && n_appended < 2000)
+        appended[n_appended++] = args[0].i;
+    return 0;
+}
+DISCO_FUNCTION(append)
+
+static int appended_list(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    *result = disco_array(DISCO_ELEM_I64, appended, (size_t)n_appended);
+    return 0;
+}
+DISCO_FUNCTION(appended_list)
+
+static int address(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    *result = disco_str(disco__rt.address);
+    return 0;
+}
+DISCO_FUNCTION(address)
+
+/* Registered only in the master, after the workers started. */
+static int master_only(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    return 0;
+}
+
+/* Registered nowhere. */
+static int unregistered(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    return 0;
+}
+
+/* ---- tests -------------------------------------------------------------------- */
+
+static int workers[2];
+
+static void test_alone_then_addprocs(void **state)
+{
+    (void)state;
+    int pids[8];
+    assert_int_equal(disco_myid(), 1);
+    assert_int_equal(disco_nprocs(), 1);
+    assert_int_equal(disco_nworkers(), 1); /* pid 1 alone is the only worker */
+    assert_int_equal(disco_workers(pids, 8), 1);
+    assert_int_equal(pids[0], 1);
+    disco_addprocs_opts opts = {.timeout = 60};
+    assert_int_equal(disco_addprocs(2, &opts, workers), 2);
+    assert_int_equal(workers[0], 2);
+    assert_int_equal(workers[1], 3);
+    assert_int_equal(disco_nprocs(), 3);
+    assert_int_equal(disco_nworkers(), 2);
+    assert_int_equal(disco_procs(pids, 8), 3);
+    assert_int_equal(pids[0], 1);
+    assert_int_equal(pids[2], 3);
+    assert_int_equal(disco_workers(pids, 8), 2);
+    assert_int_equal(pids[0], 2);
+}
+
+static void test_remotecall_fetch(void **state)
+{
+    (void)state;
+    for (int k = 0; k < 2; k++) {
+        disco_value x = disco_i64(12 + k), r;
+        assert_int_equal(disco_remotecall_fetch(square, workers[k], &x, 1, &r), 0);
+        assert_int_equal(r.type, DISCO_I64);
+        assert_int_equal(r.i, (12 + k) * (12 + k));
+        disco_value_free(&r);
+        assert_int_equal(disco_remotecall_fetch(whoami, workers[k], NULL, 0, &r), 0);
+        assert_int_equal(r.type, DISCO_LIST);
+        assert_int_equal(r.list.items[0].i, workers[k]); /* the worker knows its pid */
+        assert_int_not_equal(r.list.items[1].i, getpid());
+        disco_value_free(&r);
+    }
+}
+
+static void test_future_cached(void **state)
+{
+    (void)state;
+    disco_value x = disco_i64(7);
+    disco_future *f = disco_remotecall(square, workers[0], &x, 1);
+    assert_non_null(f);
+    assert_int_equal(disco_future_where(f), workers[0]);
+    const disco_value *a, *b;
+    assert_int_equal(disco_future_fetch(f, &a), 0);
+    assert_true(disco_future_isready(f));
+    assert_int_equal(disco_future_fetch(f, &b), 0);
+    assert_ptr_equal(a, b); /* the value is cached in the future */
+    assert_int_equal(a->i, 49);
+    disco_future_release(f);
+    f = disco_remotecall_wait(square, workers[1], &x, 1);
+    assert_non_null(f);
+    assert_true(disco_future_isready(f));
+    assert_int_equal(disco_future_fetch(f, &a), 0);
+    assert_int_equal(a->i, 49);
+    disco_future_release(f);
+}
+
+static void test_remote_error_names_worker(void **state)
+{
+    (void)state;
+    disco_value x = disco_f64(-4), r;
+    int rc = disco_remotecall_fetch(real_sqrt, workers[0], &x, 1, &r);
+    assert_int_equal(rc, DISCO_EINVAL);
+    const disco_error *e = disco_last_error();
+    assert_int_equal(disco_error_pid(e), workers[0]);
+    char buf[512];
+    disco_error_format(e, buf, sizeof(buf));
+    assert_non_null(strstr(buf, "On worker 2: DomainError with -4"));
+    /* A future holding an error fails every fetch with it. */
+    disco_future *f = disco_remotecall(real_sqrt, workers[0], &x, 1);
+    assert_int_equal(disco_future_fetch(f, NULL), DISCO_EINVAL);
+    assert_int_equal(disco_future_wait(f), DISCO_EINVAL);
+    assert_int_equal(disco_error_pid(disco_last_error()), workers[0]);
+    disco_future_release(f);
+    /* The worker goes on serving. */
+    x = disco_f64(16);
+    assert_int_equal(disco_remotecall_fetch(real_sqrt, workers[0], &x, 1, &r), 0);
+    assert_true(r.f == 4.0);
+}
+
+static void test_unknown_function(void **state)
+{
+    (void)state;
+    assert_int_equal(disco_register("master_only", master_only), 0);
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(master_only, workers[1], NULL, 0, &r),
+                     DISCO_ENOFUNC);
+    char buf[256];
+    disco_error_format(disco_last_error(), buf, sizeof(buf));
+    assert_non_null(strstr(buf, "'master_only'"));
+    assert_non_null(strstr(buf, "worker 3"));
+    /* Not registered here at all: refused before anything is sent. */
+    assert_int_equal(disco_remote_do(unregistered, workers[1],
+                                     NULL, 0), DISCO_ENOFUNC);
+    assert_int_equal(disco_remotecall_fetch(square, 99, NULL, 0, &r), DISCO_ENOPROC);
+}
+
+static void test_calls_start_in_order(void **state)
+{
+    (void)state;
+    for (long i = 0; i < 1000; i++) {
+        disco_value x = disco_i64(i);
+        assert_int_equal(disco_remote_do(append, workers[1], &x, 1), 0);
+    }
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(appended_list, workers[1], NULL, 0, &r), 0);
+    assert_int_equal(r.type, DISCO_ARRAY);
+    assert_int_equal(r.array.n, 1000);
+    const int64_t *v = r.array.data;
+    for (long i = 0; i < 1000; i++)
+        if (v[i] != i)
+            fail_msg("call %ld ran as number %ld", v[i], i);
+    disco_value_free(&r);
+}
+
+/* A connection that does not know the cookie (or speaks nonsense) is
+ * dropped by the worker, which serves on. */
+static void test_hostile_connection(void **state)
+{
+    (void)state;
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(address, workers[0], NULL, 0, &r), 0);
+    int port = 0;
+    assert_int_equal(sscanf(r.str.ptr, "tcp://127.0.0.1:%d", &port), 1);
+    disco_value_free(&r);
+    for (int attempt = 0; attempt < 2; attempt++) {
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+        inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+        assert_int_equal(connect(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+        char junk[4096];
+        memset(junk, attempt ? 'A' : 0x7f, sizeof(junk));
+        ssize_t w = write(fd, junk, sizeof(junk));
+        (void)w;
+        /* The worker closes on us: read until EOF (or reset). */
+        struct timeval tv = {.tv_sec = 10};
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+        char buf[512];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0)
+            ;
+        assert_true(n <= 0);
+        close(fd);
+    }
+    disco_value x = disco_i64(3);
+    assert_int_equal(disco_remotecall_fetch(square, workers[0], &x, 1, &r), 0);
+    assert_int_equal(r.i, 9);
+}
+
+static void test_worker_killed_with_calls_in_flight(void **state)
+{
+    (void)state;
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(whoami, workers[1], NULL, 0, &r), 0);
+    pid_t os_pid = (pid_t)r.list.items[1].i;
+    disco_value_free(&r);
+    disco_value secs = disco_f64(30);
+    disco_future *f[3];
+    for (int i = 0; i < 3; i++)
+        assert_non_null(f[i] = disco_remotecall(nap, workers[1], &secs, 1));
+    kill(os_pid, SIGKILL);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(disco_future_wait(f[i]), DISCO_EPROCEXIT);
+        assert_int_equal(disco_error_pid(disco_last_error()), workers[1]);
+        disco_future_release(f[i]);
+    }
+    int pids[8];
+    assert_int_equal(disco_workers(pids, 8), 1);
+    assert_int_equal(pids[0], workers[0]);
+    assert_int_equal(disco_remotecall_fetch(square, workers[1], &secs, 1, &r), DISCO_EPROCEXIT);
+    disco_rmprocs(&workers[1], 1, 5); /* reaps the process */
+}
+
+static void test_rmprocs(void **state)
+{
+    (void)state;
+    assert_int_equal(disco_rmprocs(&workers[0], 1, 10), 0);
+    assert_int_equal(disco_nprocs(), 1);
+    assert_int_equal(disco_nworkers(), 1);
+    int pid = 99;
+    assert_int_equal(disco_rmprocs(&pid, 1, 1), DISCO_ENOPROC);
+    /* pids are never reused */
+    int again;
+    assert_int_equal(disco_addprocs(1, NULL, &again), 1);
+    assert_int_equal(again, 4);
+    disco_value x = disco_i64(5), r;
+    assert_int_equal(disco_remotecall_fetch(square, again, &x, 1, &r), 0);
+    assert_int_equal(r.i, 25);
+    assert_int_equal(disco_rmprocs(&again, 1, 10), 0);
+}
+
+/* The master dies hard: its workers must not outlive it. */
+static void test_no_orphans(void **state)
+{
+    (void)state;
+    char out[1024];
+    int status = test_run_self(self_path, "doomed-master", out, sizeof(out));
+    assert_true(WIFSIGNALED(status));
+    int a = 0, b = 0;
+    assert_int_equal(sscanf(strstr(out, "workers:"), "workers: %d %d", &a, &b), 2);
+    for (int i = 0; i < 500 && (kill(a, 0) == 0 || kill(b, 0) == 0); i++)
+        usleep(10000);
+    assert_int_not_equal(kill(a, 0), 0);
+    assert_int_not_equal(kill(b, 0), 0);
+}
+
+static int doomed_master(void)
+{
+    int pids[2];
+    if (disco_addprocs(2, NULL, pids) != 2)
+        return 1;
+    disco_value r;
+    int os[2];
+    for (int i = 0; i < 2; i++) {
+        if (disco_remotecall_fetch(whoami, pids[i], NULL, 0, &r))
+            return 1;
+        os[i] = (int)r.list.items[1].i;
+        disco_value_free(&r);
+    }
+    fprintf(stderr, "workers: %d %d\n", os[0], os[1]);
+    kill(getpid(), SIGKILL);
+    return 1;
+}
+
+int main(int argc, char **argv)
+{
+    self_path = argv[0];
+    disco_init(&argc, &argv); /* a worker never returns from here */
+    if (argc > 1 && !strcmp(argv[1], "doomed-master"))
+        return doomed_master();
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_alone_then_addprocs),
+        cmocka_unit_test(test_remotecall_fetch),
+        cmocka_unit_test(test_future_cached),
+        cmocka_unit_test(test_remote_error_names_worker),
+        cmocka_unit_test(test_unknown_function),
+        cmocka_unit_test(test_calls_start_in_order),
+        cmocka_unit_test(test_hostile_connection),
+        cmocka_unit_test(test_worker_killed_with_calls_in_flight),
+        cmocka_unit_test(test_rmprocs),
+        cmocka_unit_test(test_no_orphans),
+    };
+    int rc = cmocka_run_group_tests_name("cluster", tests, NULL, NULL);
+    disco_finalize();
+    return rc;
+}

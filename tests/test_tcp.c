@@ -1,0 +1,1216 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * The TCP transport over loopback: two transports in one process (and a
+ * forked child as the peer), driven through disco__tcp_ops only.
+ *
+ * Callbacks may run on helper threads, so they record what they see under a
+ * mutex (or in atomics) and the test asserts afterwards on its own thread.
+ * Every wait is a bounded loop of short progress calls with a deadline: a
+ * hang fails the test instead of stalling it.
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/transport.h"
+#include "disco.h"
+#include "test_util.h"
+
+static const disco_transport_ops *const T = &disco__tcp_ops;
+
+#define DEADLINE_S 60.0
+#define MAXC 32
+
+static double now_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* ---- an endpoint: one transport and what its callbacks saw ------------- */
+
+/* The token of a send: how often, how and when on_sent reported it. */
+typedef struct rec {
+    atomic_int count;
+    atomic_int status;
+    atomic_long seq;
+} rec;
+
+typedef struct ep {
+    disco_transport *tp;
+    pthread_mutex_t mu;
+    disco_conn *accepted[MAXC];
+    int naccepted;
+    disco_conn *closed[MAXC];
+    int close_status[MAXC];
+    long close_seq[MAXC];
+    void *close_ctx[MAXC];
+    int nclosed;
+    char close_msg[256];
+    uint8_t *rx; /* stores received bytes when set (rxcap of them) */
+    size_t rxcap, rxlen, rxtotal;
+    uint64_t hash;
+    long nrecv;
+    atomic_long seq;       /* orders callbacks */
+    atomic_long sent_ok, sent_err;
+    atomic_uintptr_t dead; /* a conn the test closed: callbacks are late */
+    atomic_int late;
+    bool close_in_recv;    /* on_recv closes its connection */
+    bool echo_ack;         /* on_recv answers with a small send */
+    bool slow_recv;        /* on_recv takes a while (widens races) */
+} ep;
+
+static const uint8_t ack_byte = 'k';
+
+static void note_late(ep *e, disco_conn *c)
+{
+    if (atomic_load(&e->dead) == (uintptr_t)c)
+        atomic_fetch_add(&e->late, 1);
+}
+
+static void cb_accept(void *ctx, disco_conn *c)
+{
+    ep *e = ctx;
+    pthread_mutex_lock(&e->mu);
+    if (e->naccepted < MAXC)
+        e->accepted[e->naccepted++] = c;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ p[i]) * 0x100000001b3ull;
+    return h;
+}
+#define FNV_INIT 0xcbf29ce484222325ull
+
+static void cb_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
+{
+    ep *e = ctx;
+    note_late(e, c);
+    pthread_mutex_lock(&e->mu);
+    e->nrecv++;
+    e->rxtotal += len;
+    e->hash = fnv(e->hash, data, len);
+    if (e->rx) {
+        size_t k = len < e->rxcap - e->rxlen ? len : e->rxcap - e->rxlen;
+        memcpy(e->rx + e->rxlen, data, k);
+        e->rxlen += k;
+    }
+    bool close_it = e->close_in_recv, ack = e->echo_ack, slow = e->slow_recv;
+    pthread_mutex_unlock(&e->mu);
+    if (ack) {
+        struct iovec v = {(void *)&ack_byte, 1};
+        T->send(c, &v, 1, NULL);
+    }
+    if (slow) {
+        struct timespec ts = {0, 200000};
+        nanosleep(&ts, NULL);
+        note_late(e, c); /* still running after conn_close returned? */
+    }
+    if (close_it) {
+        T->conn_close(c);
+        atomic_store(&e->dead, (uintptr_t)c);
+    }
+}
+
+static void cb_close(void *ctx, disco_conn *c, int status)
+{
+    ep *e = ctx;
+    note_late(e, c);
+    long seq = atomic_fetch_add(&e->seq, 1);
+    const disco_error *err = disco_last_error();
+    pthread_mutex_lock(&e->mu);
+    if (e->nclosed < MAXC) {
+        e->closed[e->nclosed] = c;
+        e->close_status[e->nclosed] = status;
+        e->close_ctx[e->nclosed] = T->conn_context(c);
+        e->close_seq[e->nclosed++] = seq;
+    }
+    if (status < 0 && err)
+        snprintf(e->close_msg, sizeof(e->close_msg), "%s",
+                 disco_error_message(err));
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void cb_sent(void *ctx, disco_conn *c, void *token, int status)
+{
+    ep *e = ctx;
+    note_late(e, c);
+    long seq = atomic_fetch_add(&e->seq, 1);
+    atomic_fetch_add(status == 0 ? &e->sent_ok : &e->sent_err, 1);
+    rec *r = token;
+    if (r) {
+        atomic_store(&r->status, status);
+        atomic_store(&r->seq, seq);
+        atomic_fetch_add(&r->count, 1);
+    }
+}
+
+static const disco_transport_callbacks callbacks = {
+    .on_accept = cb_accept,
+    .on_recv = cb_recv,
+    .on_close = cb_close,
+    .on_sent = cb_sent,
+};
+
+static void ep_open(ep *e, const char *host)
+{
+    memset(e, 0, sizeof(*e));
+    pthread_mutex_init(&e->mu, NULL);
+    e->hash = FNV_INIT;
+    assert_int_equal(T->init(&e->tp, host, &callbacks, e), 0);
+}
+
+static void ep_close(ep *e)
+{
+    T->fini(e->tp);
+    free(e->rx);
+    pthread_mutex_destroy(&e->mu);
+}
+
+static void ep_store(ep *e, size_t cap)
+{
+    e->rx = malloc(cap);
+    assert_non_null(e->rx);
+    e->rxcap = cap;
+}
+
+static int ep_naccepted(ep *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int n = e->naccepted;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+static int ep_nclosed(ep *e)
+{
+    pthread_mutex_lock(&e->mu);
+    int n = e->nclosed;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+static size_t ep_rxtotal(ep *e)
+{
+    pthread_mutex_lock(&e->mu);
+    size_t n = e->rxtotal;
+    pthread_mutex_unlock(&e->mu);
+    return n;
+}
+
+/* The index of c among e's closed connections, or -1. */
+static int ep_closed_index(ep *e, disco_conn *c)
+{
+    pthread_mutex_lock(&e->mu);
+    int k = -1;
+    for (int i = 0; i < e->nclosed; i++)
+        if (e->closed[i] == c)
+            k = i;
+    pthread_mutex_unlock(&e->mu);
+    return k;
+}
+
+/* One round of progress on a and b (either may be NULL); sleeps briefly in
+ * progress when nothing happened. */
+static void pump_once(ep *a, ep *b)
+{
+    int n = 0;
+    if (a)
+        n += T->progress(a->tp, 0);
+    if (b)
+        n += T->progress(b->tp, 0);
+    if (n == 0)
+        T->progress((b ? b : a)->tp, b && a ? 1 : 10);
+}
+
+/* Pumps until cond holds or the deadline passes; the test asserts cond. */
+#define PUMP_UNTIL(a, b, cond)                                                 \
+    do {                                                                       \
+        double deadline_ = now_s() + DEADLINE_S;                               \
+        while (!(cond) && now_s() < deadline_)                                 \
+            pump_once(a, b);                                                   \
+        assert_true(cond);                                                     \
+    } while (0)
+
+/* Pumps a fixed number of rounds (to let wrong callbacks show up). */
+static void pump_for(ep *a, ep *b, int ms)
+{
+    double end = now_s() + ms / 1000.0;
+    while (now_s() < end)
+        pump_once(a, b);
+}
+
+/* Connects a to b; returns a's end, b's end in *bc. */
+static disco_conn *connect_pair(ep *a, ep *b, disco_conn **bc)
+{
+    char addr[128];
+    assert_int_equal(T->local_address(b->tp, addr, sizeof(addr)), 0);
+    int before = ep_naccepted(b);
+    disco_conn *c = NULL;
+    assert_int_equal(T->connect(a->tp, addr, a, &c), 0);
+    assert_non_null(c);
+    PUMP_UNTIL(a, b, ep_naccepted(b) > before);
+    *bc = b->accepted[before];
+    return c;
+}
+
+static int send1(disco_conn *c, const void *p, size_t n, rec *r)
+{
+    struct iovec v = {(void *)p, n};
+    return T->send(c, &v, 1, r);
+}
+
+/* A port nobody listens on (bound, read, closed). */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET};
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof(sa);
+    if (fd < 0 || bind(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &len) != 0)
+        return -1;
+    close(fd);
+    return ntohs(sa.sin_port);
+}
+
+/* ---- file descriptors --------------------------------------------------- */
+
+typedef struct fdscan {
+    int total, sockets, epolls, eventfds, listeners;
+    int no_cloexec, no_nonblock, no_nodelay, listen_not_loopback;
+} fdscan;
+
+static void scan_fds(fdscan *s)
+{
+    memset(s, 0, sizeof(*s));
+    DIR *d = opendir("/proc/self/fd");
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        int fd = atoi(de->d_name);
+        if (fd == dirfd(d))
+            continue;
+        s->total++;
+        char path[64], link[128];
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+        ssize_t n = readlink(path, link, sizeof(link) - 1);
+        if (n < 0)
+            continue;
+        link[n] = '\0';
+        bool sock = strncmp(link, "socket:", 7) == 0;
+        bool epoll = strstr(link, "[eventpoll]") != NULL;
+        bool evfd = strstr(link, "[eventfd]") != NULL;
+        if (!sock && !epoll && !evfd)
+            continue;
+        s->sockets += sock;
+        s->epolls += epoll;
+        s->eventfds += evfd;
+        if (!(fcntl(fd, F_GETFD) & FD_CLOEXEC))
+            s->no_cloexec++;
+        if (!sock)
+            continue;
+        if (!(fcntl(fd, F_GETFL) & O_NONBLOCK))
+            s->no_nonblock++;
+        int v = 0;
+        socklen_t len = sizeof(v);
+        getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len);
+        if (v) {
+            s->listeners++;
+            struct sockaddr_storage ss;
+            len = sizeof(ss);
+            getsockname(fd, (struct sockaddr *)&ss, &len);
+            struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+            if (ss.ss_family != AF_INET ||
+                s4->sin_addr.s_addr != htonl(INADDR_LOOPBACK))
+                s->listen_not_loopback++;
+        }
+        v = 0;
+        len = sizeof(v);
+        if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &len) != 0 || !v)
+            s->no_nodelay++;
+    }
+    closedir(d);
+}
+
+static int count_fds(void)
+{
+    fdscan s;
+    scan_fds(&s);
+    return s.total;
+}
+
+/* ---- tests -------------------------------------------------------------- */
+
+static void test_ops_table(void **state)
+{
+    (void)state;
+    assert_int_equal(T->size, sizeof(disco_transport_ops));
+    assert_string_equal(T->name, "tcp");
+    assert_true(T->caps & DISCO_TRANSPORT_CAP_STREAM);
+    assert_true(T->caps & DISCO_TRANSPORT_CAP_CROSS_NODE);
+    assert_non_null(T->init);
+    assert_non_null(T->local_address);
+    assert_non_null(T->connect);
+    assert_non_null(T->send);
+    assert_non_null(T->progress);
+    assert_non_null(T->interrupt);
+    assert_non_null(T->conn_close);
+    assert_non_null(T->conn_peer);
+    assert_non_null(T->conn_set_context);
+    assert_non_null(T->conn_context);
+    assert_non_null(T->fini);
+}
+
+static void test_bad_arguments(void **state)
+{
+    (void)state;
+    disco_transport *tp = NULL;
+    disco_transport_callbacks partial = callbacks;
+    partial.on_sent = NULL;
+    assert_int_equal(T->init(&tp, NULL, &partial, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(NULL, NULL, &callbacks, NULL), DISCO_EINVAL);
+    const char *hosts[] = {"", "localhost", "1.2.3", "127.0.0.1:80",
+                           "[::1", "tcp://127.0.0.1", "256.0.0.1"};
+    for (size_t i = 0; i < sizeof(hosts) / sizeof(*hosts); i++) {
+        assert_int_equal(T->init(&tp, hosts[i], &callbacks, NULL), DISCO_EINVAL);
+        assert_int_equal(disco_error_code(disco_last_error()), DISCO_EINVAL);
+    }
+    assert_null(tp);
+    assert_int_equal(T->progress(NULL, 0), DISCO_EINVAL);
+    assert_int_equal(T->send(NULL, NULL, 0, NULL), DISCO_EINVAL);
+    T->conn_close(NULL);
+    T->interrupt(NULL);
+    T->fini(NULL);
+
+    ep a;
+    ep_open(&a, NULL);
+    char small[8];
+    assert_int_equal(T->local_address(a.tp, small, sizeof(small)), DISCO_EINVAL);
+    disco_conn *c = NULL;
+    assert_int_equal(T->connect(a.tp, "tcp://127.0.0.1:1", NULL, NULL), DISCO_EINVAL);
+    assert_int_equal(T->connect(a.tp, NULL, NULL, &c), DISCO_EINVAL);
+    assert_null(c);
+    ep_close(&a);
+}
+
+static void test_listen_address(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, "127.0.0.1");
+    char addr[128];
+    assert_int_equal(T->local_address(a.tp, addr, sizeof(addr)), 0);
+    assert_int_equal(strncmp(addr, "tcp://127.0.0.1:", 16), 0);
+    int port = atoi(addr + 16);
+    assert_true(port > 0 && port < 65536);
+    char again[128];
+    snprintf(again, sizeof(again), "tcp://127.0.0.1:%d", port);
+    assert_string_equal(addr, again);
+    assert_int_equal(T->local_address(b.tp, again, sizeof(again)), 0);
+    assert_string_not_equal(addr, again); /* two ephemeral ports */
+
+    fdscan s;
+    scan_fds(&s);
+    assert_int_equal(s.listeners, 2);
+    assert_int_equal(s.listen_not_loopback, 0);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+static void test_bad_addresses(void **state)
+{
+    (void)state;
+    ep a;
+    ep_open(&a, NULL);
+    int fds = count_fds();
+    const char *bad[] = {
+        "",
+        "tcp://",
+        "tcp://127.0.0.1",
+        "tcp://127.0.0.1:",
+        "tcp://127.0.0.1:0",
+        "tcp://127.0.0.1:65536",
+        "tcp://127.0.0.1:99999999",
+        "tcp://127.0.0.1:080",
+        "tcp://127.0.0.1:12a",
+        "tcp://127.0.0.1:+80",
+        "tcp://127.0.0.1:-80",
+        "tcp://127.0.0.1:80 ",
+        "tcp://127.0.0.1:80/x",
+        "tcp:// 127.0.0.1:80",
+        "tcp://localhost:80",
+        "tcp://1.2.3:80",
+        "tcp://1.2.3.4.5:80",
+        "tcp://256.1.1.1:80",
+        "tcp://:80",
+        "tcp://::1:80",
+        "tcp://[::1:80",
+        "tcp://[::1]80",
+        "tcp://[127.0.0.1]:80",
+        "tcp://[]:80",
+        "udp://127.0.0.1:80",
+        "TCP://127.0.0.1:80",
+        "127.0.0.1:80",
+        " tcp://127.0.0.1:80",
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+        disco_conn *c = NULL;
+        disco_error_clear();
+        int rc = T->connect(a.tp, bad[i], NULL, &c);
+        if (rc != DISCO_EINVAL)
+            fail_msg("connect(\"%s\") returned %d", bad[i], rc);
+        assert_null(c);
+        const disco_error *e = disco_last_error();
+        assert_non_null(e);
+        assert_int_equal(disco_error_code(e), DISCO_EINVAL);
+        assert_non_null(strstr(disco_error_message(e), "bad address"));
+    }
+    assert_int_equal(count_fds(), fds); /* nothing was opened */
+    ep_close(&a);
+}
+
+static void test_exchange(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&a, 64);
+    ep_store(&b, 64);
+    char addr[128];
+    assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
+    disco_conn *ac = NULL;
+    assert_int_equal(T->connect(a.tp, addr, &a, &ac), 0);
+    /* Sends may be queued before the connection is up. */
+    rec r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
+    assert_int_equal(send1(ac, "hel", 3, &r1), 0);
+    struct iovec v[3] = {{"lo", 2}, {"", 0}, {" b", 2}};
+    assert_int_equal(T->send(ac, v, 3, &r2), 0);
+    assert_int_equal(T->send(ac, NULL, 0, &r3), 0); /* empty send */
+    PUMP_UNTIL(&a, &b, ep_naccepted(&b) == 1 && ep_rxtotal(&b) == 7);
+    assert_memory_equal(b.rx, "hello b", 7);
+    disco_conn *bc = b.accepted[0];
+    assert_int_equal(send1(bc, "hi a", 4, &r4), 0);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&a) == 4 && atomic_load(&r4.count) == 1);
+    assert_memory_equal(a.rx, "hi a", 4);
+    pump_for(&a, &b, 20);
+    rec *rs[] = {&r1, &r2, &r3, &r4};
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(atomic_load(&rs[i]->count), 1);
+        assert_int_equal(atomic_load(&rs[i]->status), 0);
+    }
+    /* on_sent in send order on a connection. */
+    assert_true(atomic_load(&r1.seq) < atomic_load(&r2.seq));
+    assert_true(atomic_load(&r2.seq) < atomic_load(&r3.seq));
+
+    /* Peer names: "host:port", the connector's is the listening address. */
+    assert_string_equal(T->conn_peer(ac), addr + strlen("tcp://"));
+    assert_int_equal(strncmp(T->conn_peer(bc), "127.0.0.1:", 10), 0);
+    assert_string_not_equal(T->conn_peer(bc), T->conn_peer(ac));
+    /* The core's pointer: given at connect, NULL on accept until set. */
+    assert_ptr_equal(T->conn_context(ac), &a);
+    assert_null(T->conn_context(bc));
+    T->conn_set_context(bc, &b);
+    assert_ptr_equal(T->conn_context(bc), &b);
+    assert_null(T->conn_context(NULL));
+    assert_int_equal(ep_nclosed(&a) + ep_nclosed(&b), 0);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+static void test_connect_refused(void **state)
+{
+    (void)state;
+    ep a;
+    ep_open(&a, NULL);
+    int port = closed_port();
+    assert_true(port > 0);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", port);
+    disco_conn *c = NULL;
+    static int marker;
+    assert_int_equal(T->connect(a.tp, addr, &marker, &c), 0);
+    assert_non_null(c);
+    rec r = {0};
+    int rc = send1(c, "x", 1, &r);
+    PUMP_UNTIL(&a, NULL, ep_nclosed(&a) == 1);
+    assert_ptr_equal(a.closed[0], c);
+    assert_true(a.close_status[0] < 0);
+    assert_int_equal(a.close_status[0], DISCO_EIO);
+    assert_non_null(strstr(a.close_msg, "refused"));
+    assert_ptr_equal(a.close_ctx[0], &marker); /* the context from the start */
+    if (rc == 0) { /* accepted before the failure was known */
+        assert_int_equal(atomic_load(&r.count), 1);
+        assert_true(atomic_load(&r.status) < 0);
+        assert_true(atomic_load(&r.seq) < a.close_seq[0]); /* before on_close */
+    }
+    /* After on_close: sends fail at once, no callback follows. */
+    rec r2 = {0};
+    assert_int_equal(send1(c, "y", 1, &r2), DISCO_ECLOSED);
+    pump_for(&a, NULL, 30);
+    assert_int_equal(atomic_load(&r2.count), 0);
+    assert_int_equal(ep_nclosed(&a), 1);
+    T->conn_close(c);
+    ep_close(&a);
+}
+
+static void fill_random(uint8_t *p, size_t n, uint64_t seed)
+{
+    uint64_t x = seed;
+    for (size_t i = 0; i < n; i++) {
+        if (i % 8 == 0) {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+        }
+        p[i] = (uint8_t)(x >> (8 * (i % 8)));
+    }
+}
+
+static void test_big_message(void **state)
+{
+    (void)state;
+    const size_t size = 64u << 20;
+    uint8_t *buf = malloc(size);
+    assert_non_null(buf);
+    fill_random(buf, size, 0x9e3779b97f4a7c15ull);
+    uint64_t want = fnv(FNV_INIT, buf, size);
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    /* Three pieces, so that partial writes split iovecs anywhere. */
+    struct iovec v[3] = {{buf, 1}, {buf + 1, size - 2}, {buf + size - 1, 1}};
+    rec r = {0};
+    assert_int_equal(T->send(ac, v, 3, &r), 0);
+    assert_int_equal(atomic_load(&r.count), 0); /* on_sent is deferred */
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == size && atomic_load(&r.count) == 1);
+    assert_int_equal(atomic_load(&r.status), 0);
+    assert_true(b.nrecv > 1); /* it came in pieces */
+    assert_true(b.hash == want);
+    pump_for(&a, &b, 20);
+    assert_int_equal(atomic_load(&r.count), 1);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+    free(buf);
+}
+
+static void test_many_iovecs(void **state)
+{
+    (void)state;
+    enum { N = 3000 }; /* above IOV_MAX */
+    static uint8_t data[N * 7];
+    static struct iovec v[N];
+    size_t total = 0;
+    for (int i = 0; i < N; i++) {
+        v[i].iov_base = data + total;
+        v[i].iov_len = (size_t)(i % 7); /* includes empty ones */
+        total += v[i].iov_len;
+    }
+    fill_random(data, total, 42);
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, total);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[2] = {{0}};
+    assert_int_equal(T->send(ac, v, N, &r[0]), 0);
+    assert_int_equal(T->send(ac, v, N, &r[1]), 0); /* only stored once */
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 2 * total && atomic_load(&r[1].count));
+    assert_memory_equal(b.rx, data, total);
+    assert_int_equal(atomic_load(&r[0].count), 1);
+    assert_int_equal(atomic_load(&r[0].status), 0);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* ---- two threads sending on one connection ------------------------------ */
+
+#define PER_THREAD 10000
+
+typedef struct sender {
+    disco_conn *c;
+    uint32_t id;
+    uint32_t msg[PER_THREAD][2];
+    rec recs[PER_THREAD];
+    atomic_int failures;
+} sender;
+
+static void *sender_main(void *arg)
+{
+    sender *s = arg;
+    for (uint32_t i = 0; i < PER_THREAD; i++) {
+        s->msg[i][0] = s->id;
+        s->msg[i][1] = i;
+        struct iovec v[2] = {{&s->msg[i][0], 4}, {&s->msg[i][1], 4}};
+        if (T->send(s->c, v, 2, &s->recs[i]) != 0)
+            atomic_fetch_add(&s->failures, 1);
+    }
+    return NULL;
+}
+
+static void test_two_threads_send(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    const size_t total = 2 * PER_THREAD * 8;
+    ep_store(&b, total);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    sender *s = calloc(2, sizeof(*s));
+    assert_non_null(s);
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++) {
+        s[i].c = ac;
+        s[i].id = (uint32_t)i + 1;
+        assert_int_equal(pthread_create(&th[i], NULL, sender_main, &s[i]), 0);
+    }
+    /* The test thread runs progress meanwhile. */
+    PUMP_UNTIL(&a, &b,
+               ep_rxtotal(&b) == total &&
+                   atomic_load(&a.sent_ok) == 2 * PER_THREAD);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    pump_for(&a, &b, 20);
+    assert_int_equal(ep_rxtotal(&b), total);
+    uint32_t next[3] = {0, 0, 0};
+    for (size_t off = 0; off < total; off += 8) {
+        uint32_t m[2];
+        memcpy(m, b.rx + off, 8);
+        assert_true(m[0] == 1 || m[0] == 2);
+        assert_int_equal(m[1], next[m[0]]); /* each thread's order kept */
+        next[m[0]]++;
+    }
+    assert_int_equal(next[1], PER_THREAD);
+    assert_int_equal(next[2], PER_THREAD);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(atomic_load(&s[i].failures), 0);
+        for (int k = 0; k < PER_THREAD; k++) {
+            assert_int_equal(atomic_load(&s[i].recs[k].count), 1);
+            assert_int_equal(atomic_load(&s[i].recs[k].status), 0);
+        }
+    }
+    assert_int_equal(atomic_load(&a.sent_err), 0);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+    free(s);
+}
+
+/* ---- closing -------------------------------------------------------------- */
+
+static void test_peer_close(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r = {0};
+    assert_int_equal(send1(ac, "bye", 3, &r), 0);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3 && atomic_load(&r.count) == 1);
+    T->conn_close(ac); /* a closes: b sees a clean close */
+    atomic_store(&a.dead, (uintptr_t)ac);
+    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
+    assert_ptr_equal(b.closed[0], bc);
+    assert_int_equal(b.close_status[0], 0);
+    rec r2 = {0};
+    assert_int_equal(send1(bc, "late", 4, &r2), DISCO_ECLOSED);
+    pump_for(&a, &b, 30);
+    assert_int_equal(ep_nclosed(&b), 1); /* once */
+    assert_int_equal(ep_nclosed(&a), 0); /* none after conn_close */
+    assert_int_equal(atomic_load(&a.late), 0);
+    assert_int_equal(atomic_load(&r2.count), 0);
+    T->conn_close(bc); /* still needed after on_close: frees */
+
+    /* The other way round: the accepting side closes. */
+    ac = connect_pair(&a, &b, &bc);
+    T->conn_close(bc);
+    PUMP_UNTIL(&a, &b, ep_closed_index(&a, ac) >= 0);
+    assert_int_equal(a.close_status[ep_closed_index(&a, ac)], 0);
+    T->conn_close(ac);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* The peer is gone (reset) while we still send: no SIGPIPE, every send
+ * completes once, failures before on_close. */
+static void test_send_after_peer_reset(void **state)
+{
+    (void)state;
+    enum { N = 20 };
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    T->conn_close(ac);
+    rec r[N] = {{0}};
+    int accepted = 0;
+    for (int i = 0; i < N; i++) { /* b has not noticed yet: sends are taken */
+        if (send1(bc, "data", 4, &r[i]) == 0)
+            accepted++;
+        sleep_ms(5); /* lets the peer's RST arrive */
+    }
+    assert_int_equal(accepted, N);
+    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
+    pump_for(&a, &b, 20);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&r[i].count), 1);
+        if (atomic_load(&r[i].status) < 0) {
+            failed++;
+            assert_true(atomic_load(&r[i].seq) < b.close_seq[0]);
+        }
+    }
+    assert_true(failed > 0);
+    assert_true(b.close_status[0] <= 0);
+    assert_int_equal(send1(bc, "more", 4, &r[0]), DISCO_ECLOSED);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+static void test_close_with_queued_sends(void **state)
+{
+    (void)state;
+    enum { N = 16 };
+    const size_t chunk = 4u << 20; /* 64 MiB in all: more than the sockets hold */
+    uint8_t *buf = calloc(1, chunk);
+    assert_non_null(buf);
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    int fds = count_fds();
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[N] = {{0}};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(send1(ac, buf, chunk, &r[i]), 0);
+    pump_for(&a, NULL, 50); /* b does not read: a's queue stays */
+    int done_before = 0;
+    for (int i = 0; i < N; i++)
+        done_before += atomic_load(&r[i].count);
+    assert_true(done_before < N);
+    T->conn_close(ac); /* completes the rest before it returns */
+    atomic_store(&a.dead, (uintptr_t)ac);
+    int failed = 0;
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&r[i].count), 1);
+        if (atomic_load(&r[i].status) != 0) {
+            assert_int_equal(atomic_load(&r[i].status), DISCO_ECLOSED);
+            failed++;
+        }
+    }
+    assert_true(failed > 0);
+    for (int i = 1; i < N; i++) /* in order: successes first */
+        if (atomic_load(&r[i].status) == 0)
+            assert_int_equal(atomic_load(&r[i - 1].status), 0);
+    /* b drains what reached it and sees the end. */
+    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
+    pump_for(&a, &b, 30);
+    assert_int_equal(atomic_load(&a.late), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(atomic_load(&r[i].count), 1);
+    T->conn_close(bc);
+    assert_int_equal(count_fds(), fds); /* both sockets closed */
+    ep_close(&a);
+    ep_close(&b);
+    free(buf);
+}
+
+static void test_close_inside_callback(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    int fds = count_fds();
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    pthread_mutex_lock(&b.mu);
+    b.close_in_recv = true; /* b closes inside on_recv */
+    b.echo_ack = true;      /* after queuing a reply */
+    pthread_mutex_unlock(&b.mu);
+    rec r = {0};
+    assert_int_equal(send1(ac, "ping", 4, &r), 0);
+    PUMP_UNTIL(&a, &b, atomic_load(&b.dead) == (uintptr_t)bc);
+    PUMP_UNTIL(&a, &b, ep_closed_index(&a, ac) >= 0);
+    assert_true(a.rxtotal <= 1); /* the reply, if it left before the close */
+    pump_for(&a, &b, 30);
+    assert_int_equal(atomic_load(&b.late), 0);
+    assert_int_equal(atomic_load(&b.sent_ok) + atomic_load(&b.sent_err), 1);
+    assert_int_equal(ep_nclosed(&b), 0);
+    T->conn_close(ac);
+    assert_int_equal(count_fds(), fds);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* conn_close from the test thread while another thread runs progress and
+ * callbacks for that very connection. */
+typedef struct runner {
+    ep *e;
+    atomic_bool stop;
+    disco_conn *feed;   /* sends on it continuously when set */
+    atomic_int inflight;
+    int errors;
+} runner;
+
+static uint8_t feed_buf[64 * 1024];
+
+static void *runner_main(void *arg)
+{
+    runner *r = arg;
+    static rec dummy; /* tokens are not looked at here */
+    while (!atomic_load(&r->stop)) {
+        if (T->progress(r->e->tp, 1) < 0)
+            r->errors++;
+        if (r->feed && atomic_load(&r->e->sent_ok) + atomic_load(&r->e->sent_err) +
+                               8 > atomic_load(&r->inflight)) {
+            if (send1(r->feed, feed_buf, sizeof(feed_buf), &dummy) == 0)
+                atomic_fetch_add(&r->inflight, 1);
+            else
+                r->feed = NULL; /* closed by the peer */
+        }
+    }
+    return NULL;
+}
+
+static void test_close_while_progress_runs(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    a.echo_ack = true;  /* a's callbacks send on ac while it is closed */
+    a.slow_recv = true; /* and are likely running when it is */
+    runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};
+    pthread_t ta, tb;
+    assert_int_equal(pthread_create(&ta, NULL, runner_main, &ra), 0);
+    assert_int_equal(pthread_create(&tb, NULL, runner_main, &rb), 0);
+    double deadline = now_s() + DEADLINE_S;
+    while (ep_rxtotal(&a) < (1u << 20) && now_s() < deadline)
+        sleep_ms(1);
+    size_t before = ep_rxtotal(&a);
+    T->conn_close(ac);
+    atomic_store(&a.dead, (uintptr_t)ac);
+    sleep_ms(100);
+    atomic_store(&ra.stop, true);
+    atomic_store(&rb.stop, true);
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    assert_true(before >= (1u << 20));
+    assert_int_equal(atomic_load(&a.late), 0);
+    assert_int_equal(ra.errors + rb.errors, 0);
+    /* Every ack a sent completed exactly once (0 or closed). */
+    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
+    assert_int_equal(ep_nclosed(&a), 0);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* ---- progress, interrupt ------------------------------------------------ */
+
+typedef struct blocked {
+    disco_transport *tp;
+    atomic_bool done;
+    int rc;
+} blocked;
+
+static void *block_main(void *arg)
+{
+    blocked *bl = arg;
+    bl->rc = T->progress(bl->tp, -1);
+    atomic_store(&bl->done, true);
+    return NULL;
+}
+
+static void test_interrupt(void **state)
+{
+    (void)state;
+    ep a;
+    ep_open(&a, NULL);
+    blocked bl = {.tp = a.tp};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
+    sleep_ms(100);
+    assert_false(atomic_load(&bl.done)); /* nothing to do: still blocked */
+    /* The core serialises progress; a second caller is refused. */
+    int rc = T->progress(a.tp, 0);
+    if (!atomic_load(&bl.done))
+        assert_int_equal(rc, DISCO_EBUSY);
+    T->interrupt(a.tp);
+    double deadline = now_s() + DEADLINE_S;
+    while (!atomic_load(&bl.done) && now_s() < deadline)
+        sleep_ms(1);
+    assert_true(atomic_load(&bl.done));
+    pthread_join(th, NULL);
+    assert_true(bl.rc >= 0);
+    /* A wake-up before the call is not lost. */
+    T->interrupt(a.tp);
+    double t0 = now_s();
+    assert_true(T->progress(a.tp, 30000) >= 0);
+    assert_true(now_s() - t0 < 10.0);
+    ep_close(&a);
+}
+
+/* A send completed on another thread wakes a progress blocked forever, to
+ * deliver its on_sent. */
+static void test_send_wakes_progress(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    pump_for(&a, &b, 20);
+    blocked bl = {.tp = a.tp};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
+    sleep_ms(50);
+    rec r = {0};
+    assert_int_equal(send1(ac, "z", 1, &r), 0);
+    double deadline = now_s() + DEADLINE_S;
+    while (!atomic_load(&r.count) && now_s() < deadline)
+        sleep_ms(1);
+    assert_int_equal(atomic_load(&r.count), 1);
+    while (!atomic_load(&bl.done) && now_s() < deadline) {
+        T->interrupt(a.tp); /* it may have woken before on_sent: repeat */
+        sleep_ms(1);
+    }
+    pthread_join(th, NULL);
+    assert_true(bl.rc > 0);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* ---- file descriptors ---------------------------------------------------- */
+
+static void test_fds_cloexec_nodelay(void **state)
+{
+    (void)state;
+    fdscan s0;
+    scan_fds(&s0);
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    char addr[64];
+    snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", closed_port());
+    disco_conn *pending = NULL; /* a connect in flight or failed */
+    assert_int_equal(T->connect(a.tp, addr, NULL, &pending), 0);
+    fdscan s;
+    scan_fds(&s);
+    /* 2 × (epoll, eventfd, listener) + 2 connected sockets (+ maybe the
+     * failing connect's) */
+    assert_int_equal(s.epolls - s0.epolls, 2);
+    assert_int_equal(s.eventfds - s0.eventfds, 2);
+    assert_true(s.sockets - s0.sockets >= 4);
+    assert_int_equal(s.no_cloexec, 0);
+    assert_int_equal(s.no_nonblock, 0);
+    assert_int_equal(s.no_nodelay, 0);
+    T->conn_close(pending);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+    scan_fds(&s);
+    assert_int_equal(s.total, s0.total); /* nothing leaked */
+}
+
+/* ---- a forked child as the peer ----------------------------------------- */
+
+typedef struct child {
+    uint8_t *buf;
+    size_t len, got, echoed;
+    bool failed;
+} child;
+
+static void child_accept(void *ctx, disco_conn *c) { T->conn_close(c); }
+
+static void child_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
+{
+    child *ch = ctx;
+    if (ch->got + len > ch->len) {
+        ch->failed = true;
+        return;
+    }
+    memcpy(ch->buf + ch->got, data, len); /* stays valid until on_sent */
+    struct iovec v = {ch->buf + ch->got, len};
+    ch->got += len;
+    if (T->send(c, &v, 1, (void *)(uintptr_t)len) != 0)
+        ch->failed = true;
+}
+
+static void child_close(void *ctx, disco_conn *c, int status)
+{
+    child *ch = ctx;
+    ch->failed = true; /* the parent closes only after the echo */
+}
+
+static void child_sent(void *ctx, disco_conn *c, void *token, int status)
+{
+    child *ch = ctx;
+    if (status)
+        ch->failed = true;
+    ch->echoed += (uintptr_t)token;
+}
+
+/* Runs in the child: connect, echo len bytes, close. Exit status 0 = ok. */
+static int child_main(const char *addr, size_t len)
+{
+    alarm(120);
+    child ch = {.buf = malloc(len), .len = len};
+    const disco_transport_callbacks cbs = {child_accept, child_recv,
+                                           child_close, child_sent};
+    disco_transport *tp;
+    disco_conn *c;
+    if (!ch.buf || T->init(&tp, NULL, &cbs, &ch) != 0)
+        return 2;
+    if (T->connect(tp, addr, NULL, &c) != 0)
+        return 3;
+    double deadline = now_s() + DEADLINE_S;
+    while (ch.echoed < len && !ch.failed && now_s() < deadline)
+        T->progress(tp, 10);
+    bool ok = ch.echoed == len && !ch.failed;
+    T->conn_close(c);
+    T->fini(tp);
+    free(ch.buf);
+    return ok ? 0 : 4;
+}
+
+static void test_forked_peer(void **state)
+{
+    (void)state;
+    const size_t len = 1u << 20;
+    uint8_t *msg = malloc(len);
+    assert_non_null(msg);
+    fill_random(msg, len, 7);
+    ep a;
+    ep_open(&a, NULL);
+    ep_store(&a, len);
+    char addr[128];
+    assert_int_equal(T->local_address(a.tp, addr, sizeof(addr)), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0)
+        _exit(child_main(addr, len));
+    PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1);
+    disco_conn *c = a.accepted[0];
+    assert_int_equal(strncmp(T->conn_peer(c), "127.0.0.1:", 10), 0);
+    rec r = {0};
+    assert_int_equal(send1(c, msg, len, &r), 0);
+    PUMP_UNTIL(&a, NULL, ep_rxtotal(&a) == len);
+    assert_memory_equal(a.rx, msg, len);
+    assert_int_equal(atomic_load(&r.count), 1);
+    PUMP_UNTIL(&a, NULL, ep_nclosed(&a) == 1); /* the child closes */
+    assert_int_equal(a.close_status[0], 0);
+    int status = 0;
+    double deadline = now_s() + DEADLINE_S;
+    while (waitpid(pid, &status, WNOHANG) == 0 && now_s() < deadline)
+        sleep_ms(5);
+    if (now_s() >= deadline) {
+        kill(pid, SIGKILL);
+        waitpid(pid, &status, 0);
+    }
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    T->conn_close(c);
+    ep_close(&a);
+    free(msg);
+}
+
+/* ---- IPv6 ------------------------------------------------------------------ */
+
+static void test_ipv6(void **state)
+{
+    (void)state;
+    ep b;
+    memset(&b, 0, sizeof(b));
+    pthread_mutex_init(&b.mu, NULL);
+    b.hash = FNV_INIT;
+    if (T->init(&b.tp, "[::1]", &callbacks, &b) != 0) {
+        pthread_mutex_destroy(&b.mu);
+        skip(); /* no IPv6 loopback here */
+    }
+    ep a;
+    ep_open(&a, NULL); /* an IPv4 listener can still dial IPv6 */
+    ep_store(&b, 16);
+    char addr[128];
+    assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
+    assert_int_equal(strncmp(addr, "tcp://[::1]:", 12), 0);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    assert_string_equal(T->conn_peer(ac), addr + 6);
+    assert_int_equal(strncmp(T->conn_peer(bc), "[::1]:", 6), 0);
+    rec r = {0};
+    assert_int_equal(send1(ac, "six", 3, &r), 0);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3);
+    assert_memory_equal(b.rx, "six", 3);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_ops_table),
+        cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_listen_address),
+        cmocka_unit_test(test_bad_addresses),
+        cmocka_unit_test(test_exchange),
+        cmocka_unit_test(test_connect_refused),
+        cmocka_unit_test(test_big_message),
+        cmocka_unit_test(test_many_iovecs),
+        cmocka_unit_test(test_two_threads_send),
+        cmocka_unit_test(test_peer_close),
+        cmocka_unit_test(test_send_after_peer_reset),
+        cmocka_unit_test(test_close_with_queued_sends),
+        cmocka_unit_test(test_close_inside_callback),
+        cmocka_unit_test(test_close_while_progress_runs),
+        cmocka_unit_test(test_interrupt),
+        cmocka_unit_test(test_send_wakes_progress),
+        cmocka_unit_test(test_fds_cloexec_nodelay),
+        cmocka_unit_test(test_forked_peer),
+        cmocka_unit_test(test_ipv6),
+    };
+    return cmocka_run_group_tests_name("tcp", tests, NULL, NULL);
+}

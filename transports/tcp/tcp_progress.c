@@ -1,0 +1,215 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * TCP transport: progress.
+ *
+ * One epoll_wait, then for each ready socket: accept (bounded), finish a
+ * connect, read (bounded: TCP_READS_PER_CALL reads of TCP_RBUF_SIZE per
+ * connection per call, so a busy peer cannot starve the others; epoll is
+ * level-triggered and reports the rest next time), write the queue, and run
+ * the callbacks the connection owes. Then the ready list: connections whose
+ * sends completed outside progress, or that broke there.
+ */
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "transports/tcp/tcp.h"
+
+#define TCP_DELIVER_BUDGET 1024 /* callbacks per connection per call */
+
+static int handle_listener(tcp_transport *tp)
+{
+    int n = 0;
+    for (int i = 0; i < TCP_ACCEPTS_PER_CALL; i++) {
+        struct sockaddr_storage ss;
+        socklen_t len = sizeof(ss);
+        int fd = accept4(tp->lfd, (struct sockaddr *)&ss, &len,
+                         SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED)
+                continue;
+            break; /* EAGAIN; or EMFILE and the like: retried next call */
+        }
+        tcp_set_nodelay(fd);
+        char peer[TCP_PEER_LEN];
+        tcp_addr_format((struct sockaddr *)&ss, peer, sizeof(peer));
+        tcp_conn *c = tcp_conn_new(tp, fd, TCP_OPEN, peer, NULL);
+        if (!c) {
+            close(fd);
+            continue;
+        }
+        pthread_mutex_lock(&c->mu);
+        int err = tcp_conn_update_events_locked(c);
+        if (err) { /* the core never saw it: drop it quietly */
+            pthread_mutex_unlock(&c->mu);
+            if (!tcp_conn_shutdown(c, DISCO_ECLOSED))
+                tcp_conn_free(c);
+            continue;
+        }
+        tcp_conn_cb_enter_locked(c);
+        tp->cb.on_accept(tp->ctx, tcp_dc(c));
+        tcp_conn_cb_leave_locked(c);
+        pthread_mutex_unlock(&c->mu);
+        n++;
+    }
+    return n;
+}
+
+/* Reads what c has (mu held), calling on_recv for each chunk. */
+static int read_locked(tcp_transport *tp, tcp_conn *c)
+{
+    char ebuf[128];
+    int n = 0;
+    for (int i = 0; i < TCP_READS_PER_CALL && c->state == TCP_OPEN; i++) {
+        ssize_t r = recv(c->fd, tp->rbuf, sizeof(tp->rbuf), 0);
+        if (r > 0) {
+            tcp_conn_cb_enter_locked(c);
+            tp->cb.on_recv(tp->ctx, tcp_dc(c), tp->rbuf, (size_t)r);
+            tcp_conn_cb_leave_locked(c);
+            n++;
+            if ((size_t)r < sizeof(tp->rbuf))
+                break; /* most likely drained: epoll says if not */
+        } else if (r == 0) {
+            if (c->sock_err)
+                tcp_conn_fail_locked(c, tcp_status(c->sock_err),
+                                     "tcp: connection to %s broken: %s", c->peer,
+                                     strerror_r(c->sock_err, ebuf, sizeof(ebuf)));
+            else
+                tcp_conn_fail_locked(c, 0, "tcp: %s closed the connection",
+                                     c->peer);
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            break;
+        } else if (errno != EINTR) {
+            tcp_conn_fail_locked(c, tcp_status(errno),
+                                 "tcp: read from %s: %s", c->peer,
+                                 strerror_r(errno, ebuf, sizeof(ebuf)));
+        }
+    }
+    return n;
+}
+
+/* Completes a non-blocking connect (mu held). A hang-up without an error
+ * opens the connection: the read that follows finds the end. */
+static void connect_done_locked(tcp_conn *c)
+{
+    char ebuf[128];
+    int err = 0;
+    socklen_t len = sizeof(err);
+    if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len) != 0)
+        err = errno;
+    if (err)
+        tcp_conn_fail_locked(c, tcp_status(err), "tcp: connect to %s: %s",
+                             c->peer, strerror_r(err, ebuf, sizeof(ebuf)));
+    else
+        c->state = TCP_OPEN;
+}
+
+static int handle_conn(tcp_transport *tp, tcp_conn *c, uint32_t events)
+{
+    char ebuf[128];
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
+    if (c->state == TCP_CONNECTING && writable)
+        connect_done_locked(c);
+    if (c->state == TCP_OPEN && (events & (EPOLLIN | EPOLLERR | EPOLLHUP)))
+        n += read_locked(tp, c);
+    if (c->state == TCP_OPEN && c->head && writable) {
+        int err = tcp_conn_write_locked(c);
+        if (err)
+            tcp_conn_fail_locked(c, tcp_status(-err), "tcp: write to %s: %s",
+                                 c->peer, strerror_r(-err, ebuf, sizeof(ebuf)));
+    }
+    if (c->state == TCP_OPEN) {
+        int err = tcp_conn_update_events_locked(c);
+        if (err)
+            tcp_conn_fail_locked(c, tcp_status(-err), "tcp: epoll_ctl for %s: %s",
+                                 c->peer, strerror_r(-err, ebuf, sizeof(ebuf)));
+    }
+    pthread_mutex_unlock(&c->mu);
+    return n + tcp_conn_deliver(c, TCP_DELIVER_BUDGET);
+}
+
+/* Runs the callbacks owed by connections on the ready list, at most
+ * TCP_EVENTS connections per call (the rest stay for the next call). */
+static int drain_ready(tcp_transport *tp)
+{
+    int n = 0;
+    for (int i = 0; i < TCP_EVENTS; i++) {
+        pthread_mutex_lock(&tp->lock);
+        tcp_conn *c = tp->ready;
+        if (c) {
+            tp->ready = c->rnext;
+            if (tp->ready)
+                tp->ready->rprev = NULL;
+            else
+                tp->ready_tail = NULL;
+            c->on_ready = false;
+            c->rnext = c->rprev = NULL;
+        }
+        pthread_mutex_unlock(&tp->lock);
+        if (!c)
+            break;
+        n += tcp_conn_deliver(c, TCP_DELIVER_BUDGET); /* c cannot be freed
+                                                        * before we return */
+    }
+    return n;
+}
+
+int tcp_progress(disco_transport *dtp, int timeout_ms)
+{
+    if (!dtp)
+        return disco_error_set(DISCO_EINVAL, "tcp: progress: NULL transport");
+    tcp_transport *tp = tcp_tp(dtp);
+    pthread_mutex_lock(&tp->lock);
+    if (tp->in_progress) {
+        pthread_mutex_unlock(&tp->lock);
+        return disco_error_set(DISCO_EBUSY,
+                               "tcp: progress called while it runs (nested or "
+                               "from two threads)");
+    }
+    tp->in_progress = true;
+    if (tp->ready)
+        timeout_ms = 0;
+    tp->sleeping = timeout_ms != 0;
+    tp->woken = false;
+    pthread_mutex_unlock(&tp->lock);
+
+    struct epoll_event evs[TCP_EVENTS];
+    int nev = epoll_wait(tp->epfd, evs, TCP_EVENTS, timeout_ms);
+    int err = errno;
+
+    pthread_mutex_lock(&tp->lock);
+    tp->sleeping = false;
+    pthread_mutex_unlock(&tp->lock);
+
+    int n = 0, rc = 0;
+    if (nev < 0 && err != EINTR)
+        rc = tcp_fail_errno(err, "epoll_wait", "failed");
+    for (int i = 0; i < nev; i++) {
+        void *p = evs[i].data.ptr;
+        if (p == &tp->lfd) {
+            n += handle_listener(tp);
+        } else if (p == &tp->evfd) {
+            uint64_t v;
+            (void)!read(tp->evfd, &v, sizeof(v));
+        } else {
+            n += handle_conn(tp, p, evs[i].events);
+            n++; /* the socket event itself, callbacks or not */
+        }
+    }
+    n += drain_ready(tp);
+
+    pthread_mutex_lock(&tp->lock);
+    tp->in_progress = false;
+    tcp_conn *z = tp->zombies;
+    tp->zombies = NULL;
+    pthread_mutex_unlock(&tp->lock);
+    while (z) {
+        tcp_conn *next = z->znext;
+        tcp_conn_free(z);
+        z = next;
+    }
+    return rc < 0 ? rc : n;
+}
