@@ -4,4 +4,9 @@ out=$(./examples/tasks_channels 200000) || { echo "$out"; exit 1; }
 echo "$out"
 echo "$out" | grep -q "primes: 17984 (serial check: 17984) OK" &&
 echo "$out" | grep -q "job 1: sensor offline" &&
-echo "$out" | grep -q "job 3: sensor offline"
+echo "$out" | grep -q "job 3: sensor offline" || exit 1
+# The distributed demo on 4 real worker processes, with a small workload.
+out=$(./examples/pi_workers 200000) || { echo "$out"; exit 1; }
+echo "$out"
+echo "$out" | grep -q "pi ~ 3.1" &&
+echo "$out" | grep -q "remotecall_fetch round trip"

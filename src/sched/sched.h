@@ -101,8 +101,11 @@ typedef struct disco__worker {
      * one worker, cache-hot, instead of bouncing between cores). Other
      * workers take it only after it has sat there for a while (see
      * steal_next); next_gen tells them it is still the same one. */
-    _Atomic(disco_task *) next;
+    /* Own cache line: thieves read it while they search, and must not pull
+     * in the owner's hot fields (current, ctx) with it. */
+    _Alignas(64) _Atomic(disco_task *) next;
     _Atomic uint32_t next_gen;
+    _Alignas(64) char next_pad_;
     /* Thief side: what this worker saw in a victim's next slot. */
     disco_task *probe_task;
     uint32_t probe_gen;
