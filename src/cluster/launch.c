@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/thread.h"
 #include "cluster/launch.h"
 #include "cluster/worker_boot.h"
 #include "disco/cluster.h"
@@ -367,16 +368,7 @@ static int forwarder_ensure(void)
 {
     if (fw.running)
         return 0;
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t th;
-    int err = pthread_create(&th, &attr, forwarder_main, NULL);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    int err = disco__thread_start_detached(forwarder_main, NULL);
     if (err != 0)
         return err;
     fw.running = true;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "base/clock.h"
+#include "base/thread.h"
 #include "cluster/launch.h"
 #include "cluster/worker_boot.h"
 #include "disco/cluster.h"
@@ -204,16 +205,7 @@ int disco__worker_watchdog_start(double connect_timeout,
     watchdog_cfg.on_fire = on_fire;
     watchdog_cfg.arg = arg;
 
-    pthread_attr_t attr;
-    pthread_attr_init(&attr);
-    pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_SETMASK, &all, &old);
-    pthread_t th;
-    int err = pthread_create(&th, &attr, watchdog_main, &watchdog_cfg);
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    pthread_attr_destroy(&attr);
+    int err = disco__thread_start_detached(watchdog_main, &watchdog_cfg);
     if (err != 0) {
         atomic_store(&watchdog_started, false);
         return disco_error_set(DISCO_ESYS, "cannot start the worker "
