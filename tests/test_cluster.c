@@ -44,6 +44,15 @@ static int real_sqrt(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(real_sqrt)
 
+/* Hands back its argument as is: the runtime must not free it twice. */
+static int identity(const disco_value *args, size_t n, disco_value *result)
+{
+    if (n == 1)
+        *result = args[0];
+    return 0;
+}
+DISCO_FUNCTION(identity)
+
 static int whoami(const disco_value *args, size_t n, disco_value *result)
 {
     (void)args, (void)n;
@@ -142,6 +151,21 @@ static void test_remotecall_fetch(void **state)
         assert_int_equal(r.type, DISCO_LIST);
         assert_int_equal(r.list.items[0].i, workers[k]); /* the worker knows its pid */
         assert_int_not_equal(r.list.items[1].i, getpid());
+        disco_value_free(&r);
+    }
+}
+
+static void test_argument_returned(void **state)
+{
+    (void)state;
+    char big[100000];
+    memset(big, 'z', sizeof(big));
+    disco_value x = disco_bytes(big, sizeof(big)), r;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(disco_remotecall_fetch(identity, workers[0], &x, 1, &r), 0);
+        assert_int_equal(r.type, DISCO_BYTES);
+        assert_int_equal(r.bytes.len, sizeof(big));
+        assert_memory_equal(r.bytes.ptr, big, sizeof(big));
         disco_value_free(&r);
     }
 }
@@ -344,6 +368,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alone_then_addprocs),
         cmocka_unit_test(test_remotecall_fetch),
+        cmocka_unit_test(test_argument_returned),
         cmocka_unit_test(test_future_cached),
         cmocka_unit_test(test_remote_error_names_worker),
         cmocka_unit_test(test_unknown_function),

@@ -153,7 +153,13 @@ static int run_call(void *arg, void **unused)
     } else {
         reply(c, rc, &result);
     }
-    disco_value_free(&result);
+    /* A function may hand back one of its arguments as is (flags and
+     * all): then the argument list frees it, not the result. */
+    bool is_arg = false;
+    for (size_t i = 0; i < c->args.list.n; i++)
+        is_arg |= !memcmp(&result, &c->args.list.items[i], sizeof(result));
+    if (!is_arg)
+        disco_value_free(&result);
     disco_value_free(&c->args);
     free(c);
     return 0;

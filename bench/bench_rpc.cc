@@ -1,0 +1,146 @@
+// SPDX-License-Identifier: BSD-3-Clause
+// remotecall_fetch round trips over TCP next to raw TCP ping-pongs measured
+// in the same run: a forked echo peer on loopback, with blocking reads, and
+// with busy-polling non-blocking reads (the fastest a TCP hop gets here).
+// Payloads: 8 B, 64 KiB, 1 MiB. The binary is also the worker program.
+#include <benchmark/benchmark.h>
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <vector>
+
+#include "disco.h"
+
+namespace {
+
+int echo_bytes(const disco_value *args, size_t n, disco_value *result)
+{
+    *result = n ? args[0] : disco_nil(); // borrowed: sent before the call returns
+    return 0;
+}
+
+int worker_pid;
+
+void BM_remotecall_fetch(benchmark::State &st)
+{
+    std::vector<uint8_t> payload(static_cast<size_t>(st.range(0)), 0x5a);
+    disco_value arg = disco_bytes(payload.data(), payload.size()), r;
+    for (auto _ : st) {
+        if (disco_remotecall_fetch(echo_bytes, worker_pid, &arg, 1, &r) != 0) {
+            char msg[256];
+            disco_error_format(disco_last_error(), msg, sizeof(msg));
+            st.SkipWithError(msg);
+            break;
+        }
+        disco_value_free(&r);
+    }
+    st.SetBytesProcessed(st.iterations() * st.range(0) * 2);
+}
+
+// ---- raw TCP ping-pong baseline ----------------------------------------------
+
+bool full_io(int fd, void *buf, size_t len, bool writing, bool busy)
+{
+    auto *p = static_cast<char *>(buf);
+    while (len) {
+        ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL)
+                            : recv(fd, p, len, busy ? MSG_DONTWAIT : 0);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            continue; // busy-poll: spin on the socket
+        if (n <= 0)
+            return false;
+        p += n;
+        len -= static_cast<size_t>(n);
+    }
+    return true;
+}
+
+// A forked peer echoing messages of size len until the socket closes.
+struct EchoPeer {
+    int fd = -1;
+    pid_t pid = -1;
+    EchoPeer(size_t len, bool busy)
+    {
+        int lfd = socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in sa{};
+        sa.sin_family = AF_INET;
+        sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        socklen_t sl = sizeof(sa);
+        bind(lfd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
+        listen(lfd, 1);
+        getsockname(lfd, reinterpret_cast<sockaddr *>(&sa), &sl);
+        pid = fork();
+        if (pid == 0) {
+            int c = accept(lfd, nullptr, nullptr);
+            int one = 1;
+            setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+            std::vector<char> buf(len);
+            while (full_io(c, buf.data(), len, false, busy) &&
+                   full_io(c, buf.data(), len, true, busy))
+                ;
+            _exit(0);
+        }
+        close(lfd);
+        fd = socket(AF_INET, SOCK_STREAM, 0);
+        connect(fd, reinterpret_cast<sockaddr *>(&sa), sizeof(sa));
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
+    ~EchoPeer()
+    {
+        close(fd);
+        waitpid(pid, nullptr, 0);
+    }
+};
+
+void tcp_pingpong(benchmark::State &st, bool busy)
+{
+    size_t len = static_cast<size_t>(st.range(0));
+    EchoPeer peer(len, busy);
+    std::vector<char> buf(len, 0x5a);
+    for (auto _ : st)
+        if (!full_io(peer.fd, buf.data(), len, true, busy) ||
+            !full_io(peer.fd, buf.data(), len, false, busy)) {
+            st.SkipWithError("echo peer failed");
+            break;
+        }
+    st.SetBytesProcessed(st.iterations() * st.range(0) * 2);
+}
+
+void BM_tcp_pingpong_blocking(benchmark::State &st) { tcp_pingpong(st, false); }
+void BM_tcp_pingpong_busypoll(benchmark::State &st) { tcp_pingpong(st, true); }
+
+} // namespace
+
+DISCO_FUNCTION(echo_bytes)
+
+BENCHMARK(BM_remotecall_fetch)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+
+int main(int argc, char **argv)
+{
+    disco_init(&argc, &argv); // a worker never returns from here
+    // --benchmark_list_tests must not start workers (Initialize eats it).
+    bool listing = false;
+    for (int i = 1; i < argc; i++)
+        listing |= std::strstr(argv[i], "list_tests") != nullptr;
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv))
+        return 1;
+    if (!listing && disco_addprocs(1, nullptr, &worker_pid) != 1) {
+        fprintf(stderr, "bench_rpc: addprocs failed\n");
+        return 1;
+    }
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return listing ? 0 : disco_finalize();
+}
