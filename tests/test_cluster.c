@@ -98,6 +98,18 @@ static int address(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(address)
 
+/* Breaks the protocol: writes junk on the connection to the master. */
+static int send_garbage(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    static char junk[256];
+    memset(junk, 0xee, sizeof(junk));
+    struct iovec iov = {junk, sizeof(junk)};
+    disco__peer *master = atomic_load(&disco__rt.peers[1]);
+    return disco__peer_send(master, &iov, 1, NULL);
+}
+DISCO_FUNCTION(send_garbage)
+
 /* Registered only in the master, after the workers started. */
 static int master_only(const disco_value *args, size_t n, disco_value *result)
 {
@@ -284,6 +296,26 @@ static void test_hostile_connection(void **state)
     assert_int_equal(r.i, 9);
 }
 
+/* A worker whose stream turns to garbage: the master closes that one
+ * connection (the worker, without its master, exits), fails its calls and
+ * goes on with the others. */
+static void test_corrupt_stream_closes_connection(void **state)
+{
+    (void)state;
+    int pid;
+    assert_int_equal(disco_addprocs(1, NULL, &pid), 1);
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(send_garbage, pid, NULL, 0, &r), DISCO_EPROCEXIT);
+    int pids[8];
+    int n = disco_workers(pids, 8);
+    for (int i = 0; i < n; i++)
+        assert_int_not_equal(pids[i], pid);
+    disco_value x = disco_i64(6);
+    assert_int_equal(disco_remotecall_fetch(square, workers[0], &x, 1, &r), 0);
+    assert_int_equal(r.i, 36);
+    disco_rmprocs(&pid, 1, 5); /* reaps it */
+}
+
 static void test_worker_killed_with_calls_in_flight(void **state)
 {
     (void)state;
@@ -319,7 +351,7 @@ static void test_rmprocs(void **state)
     /* pids are never reused */
     int again;
     assert_int_equal(disco_addprocs(1, NULL, &again), 1);
-    assert_int_equal(again, 4);
+    assert_int_equal(again, 5);
     disco_value x = disco_i64(5), r;
     assert_int_equal(disco_remotecall_fetch(square, again, &x, 1, &r), 0);
     assert_int_equal(r.i, 25);
@@ -374,6 +406,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_unknown_function),
         cmocka_unit_test(test_calls_start_in_order),
         cmocka_unit_test(test_hostile_connection),
+        cmocka_unit_test(test_corrupt_stream_closes_connection),
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),
         cmocka_unit_test(test_rmprocs),
         cmocka_unit_test(test_no_orphans),

@@ -34,16 +34,18 @@ static void fail(newcomer *w)
 /* Starts the handshake with a launched worker at addr. */
 static int connect_worker(newcomer *w, const char *addr)
 {
-    disco__peer *p = calloc(1, sizeof(*p));
+    disco__peer *p = disco__peer_new(w->pid);
     if (!p)
         return disco_error_set(DISCO_ENOMEM, "no memory for worker %d", w->pid);
-    p->pid = w->pid;
     p->proc = w->proc;
     p->os_pid = disco__launched_os_pid(w->proc);
-    atomic_init(&p->state, PEER_AUTH);
-    disco_event_init(&p->settled, false);
+    /* Callbacks for the connection may run before connect returns: they
+     * find p->conn set once they get the lock. */
+    pthread_rwlock_wrlock(&p->conn_lock);
     int rc = disco__rt.ops->connect(disco__rt.tp, addr, p, &p->conn);
+    pthread_rwlock_unlock(&p->conn_lock);
     if (rc) {
+        pthread_rwlock_destroy(&p->conn_lock);
         free(p);
         return rc;
     }

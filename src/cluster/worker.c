@@ -80,6 +80,7 @@ int disco_finalize(void)
             disco__peer *p = atomic_exchange(&disco__rt.peers[pid], NULL);
             if (p) {
                 free(p->rbuf);
+                pthread_rwlock_destroy(&p->conn_lock);
                 free(p);
             }
         }

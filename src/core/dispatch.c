@@ -23,7 +23,7 @@ static void log_error(const disco__peer *p, const char *what)
         disco_error_format(e, msg, sizeof(msg));
     fprintf(stderr, "disco[%d]: connection %s%d (%s): %s: %s\n", disco__rt.myid,
             p->pid ? "to process " : "#", p->pid,
-            p->conn ? disco__rt.ops->conn_peer(p->conn) : "?", what, msg);
+            p->conn ? disco__rt.ops->conn_peer(p->conn) : "closed", what, msg);
 }
 
 /* Queues whatever the handshake wants to send. */
@@ -38,7 +38,7 @@ static void flush_auth(disco__peer *p)
         return;
     memcpy(copy, out, n);
     struct iovec iov = {copy, n};
-    if (disco__rt.ops->send(p->conn, &iov, 1, copy) != 0)
+    if (disco__peer_send(p, &iov, 1, copy) != 0)
         free(copy);
 }
 
@@ -60,18 +60,16 @@ static void settle(disco__peer *p, int status)
 void disco__on_accept(void *ctx, disco_conn *c)
 {
     (void)ctx;
-    disco__peer *p = calloc(1, sizeof(*p));
+    disco__peer *p = disco__peer_new(0);
     if (!p) {
         disco__rt.ops->conn_close(c);
         return;
     }
     p->conn = c;
-    atomic_init(&p->state, PEER_AUTH);
-    disco_event_init(&p->settled, false);
     disco__rt.ops->conn_set_context(c, p);
     if (disco__peer_begin_auth(p, DISCO__AUTH_ACCEPTOR) != 0) {
         log_error(p, "handshake");
-        disco__rt.ops->conn_close(c);
+        disco__peer_close(p);
         free(p);
     }
 }
@@ -323,13 +321,13 @@ static int append(disco__peer *p, const uint8_t *data, size_t len)
 }
 
 /*
- * p's connection is over (closed by the peer, broken, or dropped by us).
- * Everything waiting on the peer learns it: futures of calls on it fail
- * with a process-exited error, addprocs stops waiting, a worker whose
- * master is gone shuts down. The connection object stays allocated until
- * the runtime ends: tasks may still hold p and try to send (and get
- * DISCO_ECLOSED) — except for a connection that never became ready, which
- * nothing else knows about and is freed at once.
+ * p's connection is over (closed by the peer, broken, or dropped by us: a
+ * corrupt stream closes that one connection). Everything waiting on the
+ * peer learns it: futures of calls on it fail with a process-exited error,
+ * addprocs stops waiting, a worker whose master is gone shuts down. The
+ * connection is closed and freed; the peer stays (pids are never reused)
+ * and its sends fail with DISCO_ECLOSED — except a peer that never became
+ * known, which nothing else refers to and is freed as well.
  */
 static void peer_gone(disco__peer *p, int status, const char *why)
 {
@@ -353,8 +351,9 @@ static void peer_gone(disco__peer *p, int status, const char *why)
     p->rbuf = NULL;
     p->rlen = p->rcap = 0;
     disco__auth_fini(&p->auth);
+    disco__peer_close(p);
     if (!was_known) {
-        disco__rt.ops->conn_close(p->conn);
+        pthread_rwlock_destroy(&p->conn_lock);
         free(p);
     }
 }

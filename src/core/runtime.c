@@ -60,6 +60,36 @@ out:
     return rc;
 }
 
+disco__peer *disco__peer_new(int pid)
+{
+    disco__peer *p = calloc(1, sizeof(*p));
+    if (!p)
+        return NULL;
+    p->pid = pid;
+    atomic_init(&p->state, PEER_AUTH);
+    pthread_rwlock_init(&p->conn_lock, NULL);
+    disco_event_init(&p->settled, false);
+    return p;
+}
+
+int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token)
+{
+    pthread_rwlock_rdlock(&p->conn_lock);
+    int rc = p->conn ? disco__rt.ops->send(p->conn, iov, iovcnt, token) : DISCO_ECLOSED;
+    pthread_rwlock_unlock(&p->conn_lock);
+    return rc;
+}
+
+void disco__peer_close(disco__peer *p)
+{
+    pthread_rwlock_wrlock(&p->conn_lock);
+    disco_conn *c = p->conn;
+    p->conn = NULL;
+    pthread_rwlock_unlock(&p->conn_lock);
+    if (c)
+        disco__rt.ops->conn_close(c);
+}
+
 disco__peer *disco__peer_ready(int pid)
 {
     disco__peer *p = pid > 0 && pid < DISCO__MAX_PROCS
@@ -102,7 +132,7 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
         return rc;
     }
     struct iovec iov = {buf, DISCO__FRAME_HEADER_SIZE + size};
-    if ((rc = disco__rt.ops->send(p->conn, &iov, 1, buf))) {
+    if ((rc = disco__peer_send(p, &iov, 1, buf))) {
         free(buf);
         return disco_error_set(rc, "process %d: connection closed", p->pid);
     }

@@ -33,6 +33,11 @@ enum { PEER_AUTH, PEER_READY, PEER_GONE };
 typedef struct disco__peer {
     int pid;
     _Atomic int state;
+    /* The connection, NULL once it is closed. Senders hold conn_lock for
+     * reading across the transport's send; closing takes it for writing,
+     * so no send can touch a freed connection. (Uncontended, a read lock
+     * is one atomic operation per message.) */
+    pthread_rwlock_t conn_lock;
     disco_conn *conn;
     disco__auth auth;
     bool auth_done;
@@ -66,6 +71,16 @@ extern disco__runtime disco__rt;
 
 /* Brings up the transport and network progress (idempotent). */
 int disco__runtime_start(void);
+
+/* A new peer in state PEER_AUTH (pid 0: not known yet), or NULL. */
+disco__peer *disco__peer_new(int pid);
+
+/* Sends iov on p's connection (token as for the transport's send).
+ * DISCO_ECLOSED once the connection is closed. */
+int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token);
+
+/* Closes p's connection (idempotent): frees it in the transport. */
+void disco__peer_close(disco__peer *p);
 
 /* The ready peer pid, or NULL with the last error set. */
 disco__peer *disco__peer_ready(int pid);
