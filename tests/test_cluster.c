@@ -148,6 +148,11 @@ static void test_alone_then_addprocs(void **state)
     assert_int_equal(pids[2], 3);
     assert_int_equal(disco_workers(pids, 8), 2);
     assert_int_equal(pids[0], 2);
+    /* Local workers share the master's host. */
+    assert_int_equal(disco_procs_on_node(workers[1], pids, 8), 3);
+    assert_int_equal(pids[0], 1);
+    assert_int_equal(pids[2], 3);
+    assert_int_equal(disco_procs_on_node(42, pids, 8), DISCO_ENOPROC);
 }
 
 static void test_remotecall_fetch(void **state)

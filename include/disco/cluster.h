@@ -76,6 +76,11 @@ DISCO_API int disco_myid(void);
 DISCO_API int disco_nprocs(void);
 DISCO_API int disco_procs(int *pids, int max);
 
+/* The processes this process knows that run on the same host as pid
+ * (itself included when it does; Julia's procs(pid)): the count, and the
+ * first max of them ascending. DISCO_ENOPROC for an unknown pid. */
+DISCO_API int disco_procs_on_node(int pid, int *pids, int max);
+
 /* Workers: every process but 1 — or just 1 when it is alone, as in Julia
  * (nworkers() == 1, workers() == [1]). */
 DISCO_API int disco_nworkers(void);

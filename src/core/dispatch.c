@@ -78,6 +78,7 @@ void disco__on_accept(void *ctx, disco_conn *c)
 static int authenticated(disco__peer *p)
 {
     const disco__identity *id = disco__auth_peer(&p->auth);
+    memcpy(p->host, id->host, sizeof(p->host));
     if (p->pid) { /* we connected to p (master to a new worker): name it */
         disco__frame_header h = {.kind = DISCO__FRAME_JOIN};
         disco_value pid = disco_i64(p->pid);

@@ -161,6 +161,37 @@ static int list_procs(int *pids, int max)
 
 int disco_nprocs(void) { return list_procs(NULL, 0); }
 
+/* The host a known process runs on, or NULL. */
+static const char *host_of(int pid)
+{
+    if (pid == disco__rt.myid)
+        return disco__rt.self.host;
+    disco__peer *p = pid > 0 && pid < DISCO__MAX_PROCS
+                         ? atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire)
+                         : NULL;
+    return p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_READY
+               ? p->host : NULL;
+}
+
+int disco_procs_on_node(int pid, int *pids, int max)
+{
+    const char *host = host_of(pid);
+    if (!host)
+        return disco_error_set(DISCO_ENOPROC, "no process %d is known to process %d",
+                               pid, disco__rt.myid);
+    int all[DISCO__MAX_PROCS];
+    int n = list_procs(all, DISCO__MAX_PROCS), k = 0;
+    for (int i = 0; i < n; i++) {
+        const char *h = host_of(all[i]);
+        if (h && !strcmp(h, host)) {
+            if (k < max)
+                pids[k] = all[i];
+            k++;
+        }
+    }
+    return k;
+}
+
 int disco_procs(int *pids, int max) { return list_procs(pids, max); }
 
 int disco_nworkers(void)

@@ -47,6 +47,7 @@ typedef struct disco__peer {
     /* Set once the peer is ready or gone; ready_status says which. */
     disco_event settled;
     int ready_status;
+    char host[DISCO__IDENTITY_HOST_MAX + 1]; /* from the handshake */
     struct disco__launched *proc; /* the local process (master side) */
     pid_t os_pid;
 } disco__peer;
