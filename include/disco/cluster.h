@@ -100,7 +100,9 @@ typedef struct disco_addprocs_opts {
     char *const *exeflags; /* argv after the program name, NULL-terminated */
     const char *dir;       /* working directory (default: ours) */
     char *const *env;      /* extra "NAME=value", NULL-terminated */
-    int threads;           /* scheduler threads per worker (default 1) */
+    int threads;           /* scheduler threads per worker (default 1; workers
+                            * are not bound to cores: DISCO_BIND=0 unless env
+                            * says otherwise) */
     double timeout;        /* s to launch and join (default DISCO_WORKER_TIMEOUT or 60) */
     int topology;          /* 0 or DISCO_TOPOLOGY_MASTER_WORKER */
 } disco_addprocs_opts;

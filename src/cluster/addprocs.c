@@ -78,14 +78,18 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
     size_t nenv = 0;
     while (opts->env && opts->env[nenv])
         nenv++;
-    char **env = calloc(nenv + 2, sizeof(*env));
+    char **env = calloc(nenv + 3, sizeof(*env));
     if (!ws || !env) {
         free(ws);
         free(env);
         return disco_error_set(DISCO_ENOMEM, "disco_addprocs: out of memory");
     }
-    env[0] = threads; /* the caller's entries come after and win */
-    memcpy(env + 1, opts->env ? opts->env : env + 1, nenv * sizeof(*env));
+    /* Many workers share a node: binding each one's threads from core 0 on
+     * would stack them all on the first cores. The caller's entries come
+     * after these and win. */
+    env[0] = threads;
+    env[1] = (char *)"DISCO_BIND=0";
+    memcpy(env + 2, opts->env ? opts->env : env + 2, nenv * sizeof(*env));
     pthread_mutex_lock(&disco__rt.lock);
     if (disco__rt.next_pid + n >= DISCO__MAX_PROCS) {
         pthread_mutex_unlock(&disco__rt.lock);

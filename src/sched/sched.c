@@ -342,6 +342,9 @@ static void worker_idle(void)
     atomic_fetch_sub_explicit(&S.sleepers, 1, memory_order_relaxed);
 }
 
+/* Binds worker w's thread to the w->index-th core of the process's cpuset,
+ * cycling. Called by the thread that starts the workers, while it holds
+ * the topology. */
 static void bind_worker(disco__worker *w)
 {
     if (!S.bind || !S.topo)
@@ -349,7 +352,6 @@ static void bind_worker(disco__worker *w)
     hwloc_cpuset_t set = hwloc_bitmap_alloc();
     if (!set)
         return;
-    /* Bind to the index-th core of the process's cpuset, cycling. */
     if (hwloc_get_cpubind(S.topo, set, HWLOC_CPUBIND_PROCESS) == 0) {
         int ncores = hwloc_get_nbobjs_inside_cpuset_by_type(S.topo, set,
                                                             HWLOC_OBJ_CORE);
@@ -357,7 +359,7 @@ static void bind_worker(disco__worker *w)
             hwloc_obj_t core = hwloc_get_obj_inside_cpuset_by_type(
                 S.topo, set, HWLOC_OBJ_CORE, w->index % (unsigned)ncores);
             if (core && core->cpuset)
-                hwloc_set_cpubind(S.topo, core->cpuset, HWLOC_CPUBIND_THREAD);
+                hwloc_set_thread_cpubind(S.topo, w->thread, core->cpuset, 0);
         }
     }
     hwloc_bitmap_free(set);
@@ -367,7 +369,6 @@ static void *worker_main(void *arg)
 {
     disco__worker *w = arg;
     tls_worker = w;
-    bind_worker(w);
     disco__stack_guard_thread_init();
 #ifdef DISCO_ASAN
     pthread_attr_t attr;
@@ -482,6 +483,12 @@ static int start_locked(unsigned n)
             goto fail_workers;
         }
     }
+    for (unsigned i = 0; i < n; i++)
+        bind_worker(&S.workers[i]);
+    /* The topology is only needed to size and bind: free its megabytes. */
+    if (S.topo)
+        hwloc_topology_destroy(S.topo);
+    S.topo = NULL;
     atomic_store_explicit(&S.running, true, memory_order_release);
     return 0;
 fail_workers:
@@ -555,9 +562,6 @@ int disco_sched_stop(void)
     S.workers = NULL;
     S.n = 0;
     atomic_store(&S.foreign_spawned, 0);
-    if (S.topo)
-        hwloc_topology_destroy(S.topo);
-    S.topo = NULL;
     atomic_store(&S.running, false);
     pthread_mutex_unlock(&S.lock);
     return 0;
