@@ -236,6 +236,12 @@ static void test_unknown_function(void **state)
 {
     (void)state;
     assert_int_equal(disco_register("master_only", master_only), 0);
+    assert_int_equal(disco_register("master_only", master_only), 0); /* again: no-op */
+    assert_int_equal(disco_register("master_only", square), DISCO_EBUSY);
+    assert_int_equal(disco_register(NULL, square), DISCO_EINVAL);
+    assert_string_equal(disco_function_name(master_only), "master_only");
+    assert_string_equal(disco_function_name(square), "square");
+    assert_null(disco_function_name(unregistered));
     disco_value r;
     assert_int_equal(disco_remotecall_fetch(master_only, workers[1], NULL, 0, &r),
                      DISCO_ENOFUNC);

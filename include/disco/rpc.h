@@ -41,8 +41,9 @@ extern "C" {
 typedef int (*disco_function)(const disco_value *args, size_t nargs,
                               disco_value *result);
 
-/* Registers fn under name. DISCO_EEXIST-like DISCO_EBUSY if another
- * function has that name; DISCO_EINVAL for a NULL name or function. */
+/* Registers fn under name (the string must outlive the process: a literal).
+ * Registering the same pair again is a no-op; DISCO_EBUSY if another
+ * function has that name, DISCO_EINVAL for a NULL name or function. */
 DISCO_API int disco_register(const char *name, disco_function fn);
 
 /* Registers a function at load time, before main: DISCO_FUNCTION(square); */

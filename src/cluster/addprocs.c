@@ -121,13 +121,13 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
     int failed = 0;
     for (int i = 0; i < n; i++) {
         newcomer *w = &ws[i];
-        if (!w->status && disco_timedwait(settled, w->peer, timeout, 0.001) != 0)
+        if (!w->status && disco_timedwait(settled, w->peer, timeout, 0.001) != 0) {
             fail(w);
-        else if (!w->status && w->peer->ready_status)
-            w->status = disco_error_set(w->peer->ready_status,
-                                        "worker %d failed to join (%s)", w->pid,
-                                        disco_strerror(w->peer->ready_status)),
-            w->err = disco_error_take();
+        } else if (!w->status && w->peer->ready_status) {
+            disco_error_set(w->peer->ready_status, "worker %d failed to join (%s)",
+                            w->pid, disco_strerror(w->peer->ready_status));
+            fail(w);
+        }
         failed += w->status != 0;
     }
     if (failed) { /* all or nothing: remove the ones that did join */

@@ -50,10 +50,11 @@ int disco__peer_begin_auth(disco__peer *p, int role)
     return rc;
 }
 
-static void settle(disco__peer *p, int status)
+/* The peer joined: calls may go to it. (Failures settle in peer_gone.) */
+static void ready(disco__peer *p)
 {
-    p->ready_status = status;
-    atomic_store_explicit(&p->state, status ? PEER_GONE : PEER_READY, memory_order_release);
+    p->ready_status = 0;
+    atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
     disco_event_notify(&p->settled);
 }
 
@@ -84,8 +85,9 @@ static int authenticated(disco__peer *p)
         disco_value pid = disco_i64(p->pid);
         disco_value join = disco_list(&pid, 1);
         int rc = disco__send_frame(p, &h, &join);
-        settle(p, rc);
-        return rc;
+        if (rc == 0)
+            ready(p);
+        return rc; /* a failure drops the connection */
     }
     /* p connected to us: only the master may, and only once (this is the
      * master_worker topology; worker-to-worker connections come later). */
@@ -97,7 +99,7 @@ static int authenticated(disco__peer *p)
     p->pid = 1;
     atomic_store_explicit(&disco__rt.peers[1], p, memory_order_release);
     disco__worker_master_connected();
-    settle(p, 0);
+    ready(p);
     return 0;
 }
 

@@ -32,7 +32,10 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
         .reply_to = (uint32_t)disco__rt.myid,
     };
     disco_future *f = NULL;
-    if (fp && !(f = disco__future_pending(pid, h.call_id, disco_function_name(fn))))
+    const char *name = NULL;
+    if (fp)
+        disco__function_by_id(fid, &name); /* for error messages only */
+    if (fp && !(f = disco__future_pending(pid, h.call_id, name)))
         return disco_error_set(DISCO_ENOMEM, "no memory for a future");
     /* The list borrows the caller's arguments: they are encoded right here. */
     disco_value list = disco_list((disco_value *)args, nargs);
