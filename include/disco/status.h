@@ -47,7 +47,8 @@ extern "C" {
     X(EPROCEXIT, -(DISCO_ERRNO_OFFSET + 7), "process exited")                  \
     X(ENOFUNC, -(DISCO_ERRNO_OFFSET + 8), "function not registered")           \
     X(ENOPROC, -(DISCO_ERRNO_OFFSET + 9), "no such process")                   \
-    X(EREMOTE, -(DISCO_ERRNO_OFFSET + 10), "remote call failed")
+    X(EREMOTE, -(DISCO_ERRNO_OFFSET + 10), "remote call failed")              \
+    X(EINTERRUPTED, -(DISCO_ERRNO_OFFSET + 11), "interrupted")
 
 #define DISCO__STATUS_ENUM(name, value, msg) DISCO_##name = (value),
 typedef enum disco_status { DISCO_STATUS_MAP(DISCO__STATUS_ENUM) } disco_status;
