@@ -86,13 +86,28 @@ DISCO_API int disco_procs_on_node(int pid, int *pids, int max);
 DISCO_API int disco_nworkers(void);
 DISCO_API int disco_workers(int *pids, int max);
 
+/* The processes this process has a live connection to, ascending: the
+ * count, and the first max pids (an introspection call, to see the lazy or
+ * full mesh). */
+DISCO_API int disco_connections(int *pids, int max);
+
 /* n for disco_addprocs: one worker per core of this process's cpuset. */
 #define DISCO_AUTO (-1)
 
-/* How workers connect. Only the master-worker star exists for now: a
- * worker talks to the master, and a call from one worker to another fails
- * with DISCO_ENOPROC. */
-enum { DISCO_TOPOLOGY_MASTER_WORKER = 1 };
+/*
+ * How workers connect (Julia's `topology`), chosen by the first
+ * disco_addprocs for the life of the cluster:
+ *
+ * DISCO_TOPOLOGY_ALL_TO_ALL (the default): every process may call every
+ *   other. Lazily (the default) a connection between two workers is made on
+ *   first use, costing that first call about a millisecond; with `eager`
+ *   every new worker connects to all the others before addprocs returns
+ *   (n^2/2 connections: fine for tens of workers, costly for thousands).
+ * DISCO_TOPOLOGY_MASTER_WORKER: workers talk to the master only; a call
+ *   from one worker to another fails at once with DISCO_ENOPROC, and a
+ *   connection from another worker is refused.
+ */
+enum { DISCO_TOPOLOGY_ALL_TO_ALL = 0, DISCO_TOPOLOGY_MASTER_WORKER = 1 };
 
 /* Options of disco_addprocs (zero-initialise; all fields optional). */
 typedef struct disco_addprocs_opts {
@@ -104,7 +119,9 @@ typedef struct disco_addprocs_opts {
                             * are not bound to cores: DISCO_BIND=0 unless env
                             * says otherwise) */
     double timeout;        /* s to launch and join (default DISCO_WORKER_TIMEOUT or 60) */
-    int topology;          /* 0 or DISCO_TOPOLOGY_MASTER_WORKER */
+    int topology;          /* DISCO_TOPOLOGY_* (default all-to-all) */
+    bool eager;            /* all-to-all: connect all workers at join (Julia's
+                            * lazy=false) */
 } disco_addprocs_opts;
 
 /*

@@ -31,7 +31,7 @@ static void fail(newcomer *w)
     }
 }
 
-/* Starts the handshake with a launched worker at addr. */
+/* Connects to a launched worker at addr; the handshake starts. */
 static int connect_worker(newcomer *w, const char *addr)
 {
     disco__peer *p = disco__peer_new(w->pid);
@@ -39,19 +39,36 @@ static int connect_worker(newcomer *w, const char *addr)
         return disco_error_set(DISCO_ENOMEM, "no memory for worker %d", w->pid);
     p->proc = w->proc;
     p->os_pid = disco__launched_os_pid(w->proc);
-    /* Callbacks for the connection may run before connect returns: they
-     * find p->conn set once they get the lock. */
-    pthread_rwlock_wrlock(&p->conn_lock);
-    int rc = disco__rt.ops->connect(disco__rt.tp, addr, p, &p->conn);
-    pthread_rwlock_unlock(&p->conn_lock);
+    int rc = disco__peer_dial(p, addr);
     if (rc) {
-        pthread_rwlock_destroy(&p->conn_lock);
-        free(p);
+        disco__peer_free_unpublished(p);
         return rc;
     }
     w->peer = p;
     atomic_store_explicit(&disco__rt.peers[w->pid], p, memory_order_release);
-    return disco__peer_begin_auth(p, DISCO__AUTH_INITIATOR);
+    return 0;
+}
+
+/* The first addprocs chooses the cluster's topology; later ones must
+ * agree, since the workers already there follow it (as in Julia). */
+static int set_topology(const disco_addprocs_opts *opts)
+{
+    pthread_mutex_lock(&disco__rt.lock);
+    int rc = 0;
+    if (!disco__rt.topology_set) {
+        disco__rt.topology = opts->topology;
+        disco__rt.eager = opts->eager;
+        disco__rt.topology_set = true;
+    } else if (disco__rt.topology != opts->topology || disco__rt.eager != opts->eager) {
+        rc = disco_error_set(DISCO_EINVAL, "disco_addprocs: the cluster's topology is %s%s; "
+                             "workers cannot be added with another",
+                             disco__rt.topology == DISCO_TOPOLOGY_MASTER_WORKER
+                                 ? "master_worker" : "all_to_all",
+                             disco__rt.topology == DISCO_TOPOLOGY_MASTER_WORKER ? ""
+                             : disco__rt.eager ? " (eager)" : " (lazy)");
+    }
+    pthread_mutex_unlock(&disco__rt.lock);
+    return rc;
 }
 
 int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
@@ -66,12 +83,15 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
         n = (int)disco_sched_nthreads();
     if (n < 0 || n > DISCO__MAX_PROCS / 2)
         return disco_error_set(DISCO_EINVAL, "disco_addprocs: bad count %d", n);
-    if (opts->topology && opts->topology != DISCO_TOPOLOGY_MASTER_WORKER)
-        return disco_error_set(DISCO_ENOSYS, "disco_addprocs: only the master-worker "
-                                             "topology exists so far");
+    if (opts->topology != DISCO_TOPOLOGY_ALL_TO_ALL &&
+        opts->topology != DISCO_TOPOLOGY_MASTER_WORKER)
+        return disco_error_set(DISCO_EINVAL, "disco_addprocs: unknown topology %d",
+                               opts->topology);
     int rc = disco__runtime_start();
     if (rc || n == 0)
         return rc ? rc : 0;
+    if ((rc = set_topology(opts)))
+        return rc;
     newcomer *ws = calloc((size_t)n, sizeof(*ws));
     char threads[32];
     snprintf(threads, sizeof(threads), "DISCO_THREADS=%d", opts->threads > 0 ? opts->threads : 1);
@@ -124,8 +144,11 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
         if (!w->status && disco_timedwait(settled, w->peer, timeout, 0.001) != 0) {
             fail(w);
         } else if (!w->status && w->peer->ready_status) {
+            char why[512] = "";
+            if (w->peer->join_err)
+                disco_error_format(w->peer->join_err, why, sizeof(why));
             disco_error_set(w->peer->ready_status, "worker %d failed to join (%s)",
-                            w->pid, disco_strerror(w->peer->ready_status));
+                            w->pid, why[0] ? why : disco_strerror(w->peer->ready_status));
             fail(w);
         }
         failed += w->status != 0;

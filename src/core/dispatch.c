@@ -42,16 +42,37 @@ static void flush_auth(disco__peer *p)
         free(copy);
 }
 
-int disco__peer_begin_auth(disco__peer *p, int role)
+int disco__peer_dial(disco__peer *p, const char *addr)
 {
-    int rc = disco__auth_init(&p->auth, role, disco_cluster_cookie(), &disco__rt.self);
+    /* Ready before the connection exists: the acceptor's answer may
+     * arrive as soon as connect has sent our HELLO. */
+    int rc = disco__auth_init(&p->auth, DISCO__AUTH_INITIATOR, disco_cluster_cookie(),
+                              &disco__rt.self);
+    if (rc)
+        return rc;
+    /* Callbacks for the connection may run before connect returns: they
+     * find p->conn set once they get the lock. */
+    pthread_rwlock_wrlock(&p->conn_lock);
+    rc = disco__rt.ops->connect(disco__rt.tp, addr, p, &p->conn);
+    pthread_rwlock_unlock(&p->conn_lock);
+    if (rc)
+        return disco_error_set(rc, "cannot connect to process %d at %s", p->pid, addr);
+    flush_auth(p); /* HELLO */
+    return 0;
+}
+
+/* Starts the handshake on an accepted connection (the acceptor speaks
+ * first). */
+static int begin_accept(disco__peer *p)
+{
+    int rc = disco__auth_init(&p->auth, DISCO__AUTH_ACCEPTOR, disco_cluster_cookie(),
+                              &disco__rt.self);
     if (rc == 0)
         flush_auth(p);
     return rc;
 }
 
-/* The peer joined: calls may go to it. (Failures settle in peer_gone.) */
-static void ready(disco__peer *p)
+void disco__peer_set_ready(disco__peer *p)
 {
     p->ready_status = 0;
     atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
@@ -68,10 +89,9 @@ void disco__on_accept(void *ctx, disco_conn *c)
     }
     p->conn = c;
     disco__rt.ops->conn_set_context(c, p);
-    if (disco__peer_begin_auth(p, DISCO__AUTH_ACCEPTOR) != 0) {
+    if (begin_accept(p) != 0) {
         log_error(p, "handshake");
-        disco__peer_close(p);
-        free(p);
+        disco__peer_free_unpublished(p);
     }
 }
 
@@ -80,26 +100,30 @@ static int authenticated(disco__peer *p)
 {
     const disco__identity *id = disco__auth_peer(&p->auth);
     memcpy(p->host, id->host, sizeof(p->host));
-    if (p->pid) { /* we connected to p (master to a new worker): name it */
-        disco__frame_header h = {.kind = DISCO__FRAME_JOIN};
-        disco_value pid = disco_i64(p->pid);
-        disco_value join = disco_list(&pid, 1);
-        int rc = disco__send_frame(p, &h, &join);
-        if (rc == 0)
-            ready(p);
-        return rc; /* a failure drops the connection */
+    memcpy(p->addr, id->addr, sizeof(p->addr));
+    if (p->pid) { /* we dialled p */
+        if (!disco__rt.worker) /* a new worker: ready once it has joined */
+            return disco__mesh_send_join(p);
+        /* A worker answers as pid 0 until its JOIN has arrived. */
+        if (id->pid != 0 && id->pid != p->pid)
+            return disco_error_set(DISCO_EAUTH, "dialled process %d, process %d answered",
+                                   p->pid, id->pid);
+        disco__peer_set_ready(p);
+        return 0;
     }
-    /* p connected to us: only the master may, and only once (this is the
-     * master_worker topology; worker-to-worker connections come later). */
-    if (!disco__rt.worker || id->pid != 1 ||
-        atomic_load(&disco__rt.peers[1]) != NULL)
-        return disco_error_set(DISCO_EPERM,
-                               "unexpected connection from process %d (%s)",
-                               id->pid, id->host);
+    if (!disco__rt.worker)
+        return disco_error_set(DISCO_EPERM, "unexpected connection from process %d (%s): "
+                                            "the master accepts none", id->pid, id->host);
+    if (id->pid != 1)
+        return disco__mesh_accept(p, id);
+    disco__peer *none = NULL;
     p->pid = 1;
-    atomic_store_explicit(&disco__rt.peers[1], p, memory_order_release);
+    if (!atomic_compare_exchange_strong(&disco__rt.peers[1], &none, p)) {
+        p->pid = 0;
+        return disco_error_set(DISCO_EPERM, "a second connection from the master refused");
+    }
     disco__worker_master_connected();
-    ready(p);
+    disco__peer_set_ready(p);
     return 0;
 }
 
@@ -240,19 +264,27 @@ static void handle_reply(const disco__frame_header *h, const uint8_t *payload)
     }
 }
 
-static void handle_join(disco__peer *p, const disco__frame_header *h,
-                        const uint8_t *payload)
+/* JOIN (master to worker) and JOIN_COMPLETE (back): see mesh.c. A
+ * malformed one breaks the connection. */
+static int handle_join(disco__peer *p, const disco__frame_header *h,
+                       const uint8_t *payload)
 {
+    bool to_worker = h->kind == DISCO__FRAME_JOIN;
+    if (to_worker != disco__rt.worker || (to_worker && p->pid != 1))
+        return disco_error_set(DISCO_EPROTO, "unexpected %s frame from process %d",
+                               disco__frame_kind_name(h->kind), p->pid);
     disco_value v;
     size_t used;
-    if (p->pid != 1 || disco__value_decode(payload, h->payload_len, &used, &v) != 0)
-        return;
-    if (v.type == DISCO_LIST && v.list.n >= 1 && v.list.items[0].type == DISCO_I64 &&
-        v.list.items[0].i > 1 && v.list.items[0].i < DISCO__MAX_PROCS) {
-        disco__rt.myid = (int)v.list.items[0].i;
-        disco__rt.self.pid = disco__rt.myid;
-    }
+    int rc = disco__value_decode(payload, h->payload_len, &used, &v);
+    if (rc == 0 && used != h->payload_len)
+        rc = disco_error_set(DISCO_EPROTO, "trailing bytes after %s",
+                             disco__frame_kind_name(h->kind));
+    if (rc == 0 && to_worker)
+        rc = disco__mesh_on_join(&v);
+    else if (rc == 0)
+        disco__mesh_on_join_complete(p, &v);
     disco_value_free(&v);
+    return rc;
 }
 
 /* Handles one frame. A negative return closes the connection. */
@@ -271,8 +303,8 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
         handle_reply(h, payload);
         return 0;
     case DISCO__FRAME_JOIN:
-        handle_join(p, h, payload);
-        return 0;
+    case DISCO__FRAME_JOIN_COMPLETE:
+        return handle_join(p, h, payload);
     case DISCO__FRAME_SHUTDOWN:
         if (disco__rt.worker && p->pid == 1)
             disco_event_notify(&disco__rt.master_gone);
@@ -332,7 +364,7 @@ static int append(disco__peer *p, const uint8_t *data, size_t len)
  * and its sends fail with DISCO_ECLOSED — except a peer that never became
  * known, which nothing else refers to and is freed as well.
  */
-static void peer_gone(disco__peer *p, int status, const char *why)
+void disco__peer_gone(disco__peer *p, int status, const char *why)
 {
     if (atomic_exchange(&p->state, PEER_GONE) == PEER_GONE)
         return;
@@ -355,16 +387,14 @@ static void peer_gone(disco__peer *p, int status, const char *why)
     p->rlen = p->rcap = 0;
     disco__auth_fini(&p->auth);
     disco__peer_close(p);
-    if (!was_known) {
-        pthread_rwlock_destroy(&p->conn_lock);
-        free(p);
-    }
+    if (!was_known)
+        disco__peer_free_unpublished(p);
 }
 
 static void drop(disco__peer *p, const char *what)
 {
     log_error(p, what);
-    peer_gone(p, disco_error_code(disco_last_error()), what);
+    disco__peer_gone(p, disco_error_code(disco_last_error()), what);
 }
 
 void disco__on_close(void *ctx, disco_conn *c, int status)
@@ -372,7 +402,7 @@ void disco__on_close(void *ctx, disco_conn *c, int status)
     (void)ctx;
     disco__peer *p = disco__rt.ops->conn_context(c);
     if (p)
-        peer_gone(p, status, status ? disco_strerror(status) : "connection closed");
+        disco__peer_gone(p, status, status ? disco_strerror(status) : "connection closed");
 }
 
 void disco__on_sent(void *ctx, disco_conn *c, void *token, int status)

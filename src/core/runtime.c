@@ -80,6 +80,16 @@ int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *
     return rc;
 }
 
+void disco__peer_free_unpublished(disco__peer *p)
+{
+    disco__peer_close(p);
+    disco__auth_fini(&p->auth);
+    free(p->rbuf);
+    disco_error_free(p->join_err);
+    pthread_rwlock_destroy(&p->conn_lock);
+    free(p);
+}
+
 void disco__peer_close(disco__peer *p)
 {
     pthread_rwlock_wrlock(&p->conn_lock);
@@ -148,8 +158,12 @@ static int list_procs(int *pids, int max)
     int n = 0;
     for (int pid = 1; pid < DISCO__MAX_PROCS; pid++) {
         disco__peer *p = atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire);
-        bool here = pid == disco__rt.myid ||
-                    (p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_READY);
+        int state = p ? atomic_load_explicit(&p->state, memory_order_acquire) : -1;
+        /* A worker also counts the workers it knows of but has not yet
+         * connected to (lazy all-to-all), as Julia's procs() does. */
+        bool here = pid == disco__rt.myid || state == PEER_READY ||
+                    (state != PEER_GONE &&
+                     atomic_load_explicit(&disco__rt.known[pid], memory_order_acquire));
         if (!here)
             continue;
         if (n < max)
@@ -166,11 +180,14 @@ static const char *host_of(int pid)
 {
     if (pid == disco__rt.myid)
         return disco__rt.self.host;
-    disco__peer *p = pid > 0 && pid < DISCO__MAX_PROCS
-                         ? atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire)
-                         : NULL;
-    return p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_READY
-               ? p->host : NULL;
+    if (pid <= 0 || pid >= DISCO__MAX_PROCS)
+        return NULL;
+    disco__peer *p = atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire);
+    if (p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_READY)
+        return p->host;
+    disco__known *k = atomic_load_explicit(&disco__rt.known[pid], memory_order_acquire);
+    return k && !(p && atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE)
+               ? k->host : NULL;
 }
 
 int disco_procs_on_node(int pid, int *pids, int max)
@@ -193,6 +210,20 @@ int disco_procs_on_node(int pid, int *pids, int max)
 }
 
 int disco_procs(int *pids, int max) { return list_procs(pids, max); }
+
+int disco_connections(int *pids, int max)
+{
+    int n = 0;
+    for (int pid = 1; pid < DISCO__MAX_PROCS; pid++) {
+        disco__peer *p = atomic_load_explicit(&disco__rt.peers[pid], memory_order_acquire);
+        if (!p || atomic_load_explicit(&p->state, memory_order_acquire) != PEER_READY)
+            continue;
+        if (n < max)
+            pids[n] = pid;
+        n++;
+    }
+    return n;
+}
 
 int disco_nworkers(void)
 {

@@ -48,9 +48,19 @@ typedef struct disco__peer {
     disco_event settled;
     int ready_status;
     char host[DISCO__IDENTITY_HOST_MAX + 1]; /* from the handshake */
+    char addr[DISCO__IDENTITY_ADDR_MAX + 1]; /* its listening address, ditto */
+    bool joined; /* master: JOIN sent, so later workers learn of it */
+    disco_error *join_err; /* master: why the worker could not join */
     struct disco__launched *proc; /* the local process (master side) */
     pid_t os_pid;
 } disco__peer;
+
+/* A process a worker has heard of (from JOIN or a handshake) but may not
+ * be connected to: where to dial it. Written once, never freed. */
+typedef struct disco__known {
+    char addr[DISCO__IDENTITY_ADDR_MAX + 1];
+    char host[DISCO__IDENTITY_HOST_MAX + 1];
+} disco__known;
 
 typedef struct disco__runtime {
     atomic_bool up;
@@ -61,6 +71,13 @@ typedef struct disco__runtime {
     char address[DISCO__IDENTITY_ADDR_MAX + 1];
     disco__identity self;
     _Atomic(disco__peer *) peers[DISCO__MAX_PROCS];
+    _Atomic(disco__known *) known[DISCO__MAX_PROCS]; /* worker */
+    /* The cluster's topology (DISCO_TOPOLOGY_*) and whether workers connect
+     * to each other at join: set by the master's first addprocs, told to
+     * workers in JOIN. */
+    int topology;
+    bool eager;
+    bool topology_set; /* master: by the first addprocs */
     int next_pid;               /* master: next pid to hand out */
     pthread_mutex_t lock;       /* peer table changes, next_pid */
     _Atomic uint64_t next_call_id;
@@ -86,6 +103,21 @@ void disco__peer_close(disco__peer *p);
 /* The ready peer pid, or NULL with the last error set. */
 disco__peer *disco__peer_ready(int pid);
 
+/* The ready peer pid; a worker in an all-to-all cluster connects to it
+ * first if need be (mesh.c), blocking the caller. NULL with the last error
+ * set if that fails. */
+disco__peer *disco__peer_get(int pid);
+
+/* Starts connecting p (a new peer with its pid) to addr as the
+ * handshake's initiator. On failure p has no connection. */
+int disco__peer_dial(disco__peer *p, const char *addr);
+
+/* p's connection is over: see dispatch.c. */
+void disco__peer_gone(disco__peer *p, int status, const char *why);
+
+/* Frees a peer that was never published (its connection closed). */
+void disco__peer_free_unpublished(disco__peer *p);
+
 /* Sends one frame to peer p: header fields from h (payload_len is set
  * here) and, if v is not NULL, v encoded as the payload. */
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v);
@@ -96,7 +128,20 @@ void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len);
 void disco__on_close(void *ctx, disco_conn *c, int status);
 void disco__on_sent(void *ctx, disco_conn *c, void *token, int status);
 
-/* Starts the handshake on a new connection to or from peer p. */
-int disco__peer_begin_auth(disco__peer *p, int role);
+/* mesh.c: worker-to-worker connections. */
+/* Master: the JOIN frame for worker p (its pid, the topology, the workers
+ * that joined before it). */
+int disco__mesh_send_join(disco__peer *p);
+/* Worker: JOIN from the master arrived (payload decoded in v). */
+int disco__mesh_on_join(const disco_value *v);
+/* Master: a worker reports its join complete (status in v). */
+void disco__mesh_on_join_complete(disco__peer *p, const disco_value *v);
+/* Worker: an authenticated connection from another worker; 0 if accepted
+ * (then p is published and ready). */
+int disco__mesh_accept(disco__peer *p, const disco__identity *id);
+/* Marks p ready and wakes whoever waits for it. */
+void disco__peer_set_ready(disco__peer *p);
+/* Notes where process pid listens (worker). */
+void disco__mesh_learn(int pid, const char *addr, const char *host);
 
 #endif

@@ -22,7 +22,7 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
         return disco_error_set(DISCO_EINVAL,
                                "remote call to this process itself (%d) is not supported yet",
                                pid);
-    disco__peer *p = disco__peer_ready(pid);
+    disco__peer *p = disco__peer_get(pid);
     if (!p)
         return disco_error_code(disco_last_error());
     disco__frame_header h = {
