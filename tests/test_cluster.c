@@ -110,6 +110,38 @@ static int send_garbage(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(send_garbage)
 
+static disco_event poked;
+
+static int poke(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    disco_event_notify(&poked);
+    return 0;
+}
+DISCO_FUNCTION(poke)
+
+/* Tells the master, then hogs the worker's only scheduler thread: it
+ * cannot even hear a request to exit. */
+static int spin_forever(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    disco_remote_do(poke, 1, NULL, 0);
+    for (volatile int forever = 1; forever;)
+        ;
+    return 0;
+}
+DISCO_FUNCTION(spin_forever)
+
+/* A result of args[0] bytes. */
+static int bytes_of(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    static char big[1 << 20];
+    *result = disco_bytes(big, (size_t)args[0].i);
+    return 0;
+}
+DISCO_FUNCTION(bytes_of)
+
 /* Registered only in the master, after the workers started. */
 static int master_only(const disco_value *args, size_t n, disco_value *result)
 {
@@ -369,6 +401,53 @@ static void test_rmprocs(void **state)
     assert_int_equal(disco_rmprocs(&again, 1, 10), 0);
 }
 
+static void test_call_to_self(void **state)
+{
+    (void)state;
+    disco_value x = disco_i64(9), r;
+    assert_int_equal(disco_remotecall_fetch(square, 1, &x, 1, &r), 0);
+    assert_int_equal(r.i, 81);
+    /* The future owns a copy: the argument handed back may be freed. */
+    char *text = strdup("mine");
+    disco_value s = disco_str(text);
+    disco_future *f = disco_remotecall(identity, disco_myid(), &s, 1);
+    free(text);
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(f, &v), 0);
+    assert_int_equal(disco_future_where(f), 1);
+    assert_int_equal(v->str.len, 4);
+    assert_memory_equal(v->str.ptr, "mine", 4);
+    disco_future_release(f);
+    x = disco_f64(-4);
+    assert_int_equal(disco_remotecall_fetch(real_sqrt, 1, &x, 1, &r), DISCO_EINVAL);
+    assert_int_equal(disco_error_pid(disco_last_error()), 1);
+    f = disco_remotecall_wait(square, 1, &(disco_value[1]){disco_i64(3)}[0], 1);
+    assert_true(disco_future_isready(f));
+    disco_future_release(f);
+    disco_event_init(&poked, false);
+    assert_int_equal(disco_remote_do(poke, 1, NULL, 0), 0);
+    disco_event_wait(&poked);
+}
+
+static void test_rmprocs_async_and_stuck_worker(void **state)
+{
+    (void)state;
+    int w[2];
+    assert_int_equal(disco_addprocs(2, NULL, w), 2);
+    disco_task *t = disco_rmprocs_async(&w[0], 1, 10);
+    assert_non_null(t);
+    assert_int_equal(disco_task_join(t, NULL), 0);
+    int pids[8];
+    assert_int_equal(disco_workers(pids, 8), 1);
+    assert_int_equal(pids[0], w[1]);
+    /* A worker too busy to exit is killed when the time is up. */
+    disco_event_init(&poked, false);
+    assert_int_equal(disco_remote_do(spin_forever, w[1], NULL, 0), 0);
+    disco_event_wait(&poked);
+    assert_int_equal(disco_rmprocs(&w[1], 1, 0.5), DISCO_ETIMEDOUT);
+    assert_int_equal(disco_nprocs(), 1);
+}
+
 /* The master dies hard: its workers must not outlive it. */
 static void test_no_orphans(void **state)
 {
@@ -402,12 +481,83 @@ static int doomed_master(void)
     return 1;
 }
 
+/* A cluster whose messages are limited to 64 KiB (DISCO_MAX_FRAME). */
+static int small_frames(void)
+{
+    int w;
+    if (disco_addprocs(1, NULL, &w) != 1)
+        return 1;
+    static char big[100000];
+    disco_value x = disco_bytes(big, 30000), r;
+    if (disco_remotecall_fetch(identity, w, &x, 1, &r) != 0)
+        return 2;
+    disco_value_free(&r);
+    x = disco_bytes(big, sizeof(big)); /* too large to send */
+    if (disco_remotecall_fetch(identity, w, &x, 1, &r) != DISCO_EMSGSIZE ||
+        !strstr(disco_error_message(disco_last_error()), "DISCO_MAX_FRAME"))
+        return 3;
+    x = disco_i64(sizeof(big)); /* a result too large to send back */
+    if (disco_remotecall_fetch(bytes_of, w, &x, 1, &r) != DISCO_EMSGSIZE ||
+        disco_error_pid(disco_last_error()) != w)
+        return 4;
+    x = disco_i64(1000);
+    if (disco_remotecall_fetch(bytes_of, w, &x, 1, &r) != 0 || r.bytes.len != 1000)
+        return 5;
+    disco_value_free(&r);
+    return disco_finalize() ? 6 : 0;
+}
+
+static void test_max_frame(void **state)
+{
+    (void)state;
+    char out[4096];
+    setenv("DISCO_MAX_FRAME", "64K", 1);
+    int status = test_run_self(self_path, "small-frames", out, sizeof(out));
+    unsetenv("DISCO_MAX_FRAME");
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        fail_msg("small-frames: status %#x\n%s", status, out);
+}
+
+/* A remote_do that fails reports on the worker's stderr, which reaches the
+ * master's stderr. */
+static int failing_remote_do(void)
+{
+    int w;
+    if (disco_addprocs(1, NULL, &w) != 1)
+        return 1;
+    disco_value x = disco_f64(-4), r;
+    if (disco_remote_do(real_sqrt, w, &x, 1) != 0)
+        return 2;
+    /* Calls start in order: once this one ran, the failure was printed. */
+    if (disco_remotecall_fetch(whoami, w, NULL, 0, &r) != 0)
+        return 3;
+    disco_value_free(&r);
+    return disco_finalize() ? 4 : 0;
+}
+
+static void test_remote_do_error_reported(void **state)
+{
+    (void)state;
+    char out[4096];
+    int status = test_run_self(self_path, "failing-remote-do", out, sizeof(out));
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+    const char *line = strstr(out, "From worker 2: disco: remote_do of 'real_sqrt' failed");
+    if (!line)
+        fail_msg("no report in:\n%s", out);
+    assert_non_null(strstr(line, "DomainError with -4"));
+}
+
 int main(int argc, char **argv)
 {
     self_path = argv[0];
     disco_init(&argc, &argv); /* a worker never returns from here */
     if (argc > 1 && !strcmp(argv[1], "doomed-master"))
         return doomed_master();
+    if (argc > 1 && !strcmp(argv[1], "small-frames"))
+        return small_frames();
+    if (argc > 1 && !strcmp(argv[1], "failing-remote-do"))
+        return failing_remote_do();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alone_then_addprocs),
         cmocka_unit_test(test_remotecall_fetch),
@@ -420,6 +570,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_corrupt_stream_closes_connection),
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),
         cmocka_unit_test(test_rmprocs),
+        cmocka_unit_test(test_call_to_self),
+        cmocka_unit_test(test_rmprocs_async_and_stuck_worker),
+        cmocka_unit_test(test_max_frame),
+        cmocka_unit_test(test_remote_do_error_reported),
         cmocka_unit_test(test_no_orphans),
     };
     int rc = cmocka_run_group_tests_name("cluster", tests, NULL, NULL);

@@ -25,6 +25,7 @@
 #include <stdbool.h>
 
 #include "disco/status.h"
+#include "disco/task.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -141,6 +142,13 @@ DISCO_API int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids);
  * be killed, DISCO_ENOPROC for a pid that is not a worker.
  */
 DISCO_API int disco_rmprocs(const int *pids, int n, double timeout);
+
+/*
+ * The same in the background (Julia's rmprocs with waitfor = 0): returns
+ * at once with the task doing it, to join for its status (as above), or
+ * NULL with the last error set.
+ */
+DISCO_API disco_task *disco_rmprocs_async(const int *pids, int n, double timeout);
 
 #ifdef __cplusplus
 }

@@ -13,6 +13,14 @@
  * is owned by the future (and cached: fetching twice does not go back to
  * the worker) until disco_future_release.
  *
+ * A call to the calling process itself (pid == disco_myid(), as in Julia)
+ * runs as a local task on copies of the arguments, with the same semantics.
+ *
+ * The encoded arguments of one call, and its result, must fit in one
+ * message of at most DISCO_MAX_FRAME bytes (environment; K/M/G suffixes;
+ * default 64 MiB; workers inherit the master's): a larger one fails with
+ * DISCO_EMSGSIZE at the side that would send it.
+ *
  * A function body runs as a task on the target, so it may block (sleep,
  * take from a channel, fetch another future). It reports failure by
  * returning a negative status after disco_error_set(...) (disco_throw is the

@@ -228,3 +228,43 @@ int disco_rmprocs(const int *pids, int n, double timeout)
     }
     return rc;
 }
+
+typedef struct removal {
+    int n;
+    double timeout;
+    int pids[];
+} removal;
+
+static int remove_in_task(void *arg, void **unused)
+{
+    (void)unused;
+    removal *r = arg;
+    int rc = disco_rmprocs(r->pids, r->n, r->timeout);
+    free(r);
+    return rc;
+}
+
+disco_task *disco_rmprocs_async(const int *pids, int n, double timeout)
+{
+    if (disco__rt.worker) {
+        disco_error_set(DISCO_EPERM, "only process 1 may remove processes");
+        return NULL;
+    }
+    if (n < 0 || (n && !pids)) {
+        disco_error_set(DISCO_EINVAL, "disco_rmprocs_async: bad pid list");
+        return NULL;
+    }
+    removal *r = malloc(sizeof(*r) + (size_t)n * sizeof(int));
+    if (!r) {
+        disco_error_set(DISCO_ENOMEM, "disco_rmprocs_async: out of memory");
+        return NULL;
+    }
+    r->n = n;
+    r->timeout = timeout;
+    memcpy(r->pids, pids, (size_t)n * sizeof(int));
+    disco_task_attr attr = {.name = "rmprocs"};
+    disco_task *t = disco_async_attr(remove_in_task, r, &attr);
+    if (!t)
+        free(r);
+    return t;
+}

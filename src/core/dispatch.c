@@ -323,7 +323,7 @@ static int parse_frames(disco__peer *p)
     while (p->rlen - off >= DISCO__FRAME_HEADER_SIZE) {
         disco__frame_header h;
         rc = disco__frame_header_decode(p->rbuf + off, p->rlen - off,
-                                        DISCO__FRAME_MAX_PAYLOAD_DEFAULT, &h);
+                                        disco__rt.max_payload, &h);
         if (rc)
             break; /* a corrupt stream: the caller closes this connection */
         size_t total = DISCO__FRAME_HEADER_SIZE + (size_t)h.payload_len;

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/env.h"
 #include "base/error_internal.h"
 #include "core/runtime.h"
 
@@ -30,6 +31,19 @@ static const disco_transport_callbacks callbacks = {
     .on_sent = disco__on_sent,
 };
 
+/* DISCO_MAX_FRAME: the payload limit of one message, the same in every
+ * process of a cluster (workers inherit the master's environment). */
+static uint32_t max_payload(void)
+{
+    long v = disco__env_long("DISCO_MAX_FRAME", DISCO__FRAME_MAX_PAYLOAD_DEFAULT);
+    if (v < 4096 || v > (long)UINT32_MAX) {
+        fprintf(stderr, "disco: ignoring DISCO_MAX_FRAME=%ld: not in [4096, %u]\n", v,
+                UINT32_MAX);
+        v = DISCO__FRAME_MAX_PAYLOAD_DEFAULT;
+    }
+    return (uint32_t)v;
+}
+
 int disco__runtime_start(void)
 {
     disco__runtime *r = &disco__rt;
@@ -41,6 +55,7 @@ int disco__runtime_start(void)
         goto out;
     if ((rc = disco__sched_ensure()))
         goto out;
+    r->max_payload = max_payload();
     r->ops = &disco__tcp_ops;
     if ((rc = r->ops->init(&r->tp, NULL, &callbacks, r)))
         goto out;
@@ -125,9 +140,9 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
     size_t size = 0;
     if (v && !(size = disco__value_encoded_size(v)))
         return disco_error_code(disco_last_error());
-    if (size > DISCO__FRAME_MAX_PAYLOAD_DEFAULT)
-        return disco_error_set(DISCO_EMSGSIZE, "message of %zu bytes is above the %u limit",
-                               size, DISCO__FRAME_MAX_PAYLOAD_DEFAULT);
+    if (size > disco__rt.max_payload)
+        return disco_error_set(DISCO_EMSGSIZE, "a message of %zu bytes is above the limit "
+                               "of %u (DISCO_MAX_FRAME)", size, disco__rt.max_payload);
     /* One allocation per message, freed by on_sent; a buffer pool (and
      * rendezvous for large values) comes with the zero-copy transports. */
     uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);

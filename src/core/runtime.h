@@ -81,6 +81,7 @@ typedef struct disco__runtime {
     int next_pid;               /* master: next pid to hand out */
     pthread_mutex_t lock;       /* peer table changes, next_pid */
     _Atomic uint64_t next_call_id;
+    uint32_t max_payload;       /* largest frame payload sent or accepted */
     disco__progress_hook hook;
     disco_event master_gone;    /* worker: set when the master connection ends */
 } disco__runtime;

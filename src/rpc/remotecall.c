@@ -1,10 +1,76 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The remotecall family (see disco/rpc.h). */
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
+#include "base/error_internal.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
+
+/* A call to this process itself: it runs as a local task, on copies of
+ * the arguments (the caller may free them at once, as with a remote call),
+ * and completes its future as a reply would. */
+typedef struct local_call {
+    disco_function fn;
+    uint64_t id;
+    disco_value args; /* an owned list */
+    bool reply;       /* false for remote_do */
+} local_call;
+
+static int run_local(void *arg, void **unused)
+{
+    (void)unused;
+    local_call *c = arg;
+    disco_value result = disco_nil(), owned = disco_nil();
+    disco_error_clear();
+    int rc = c->fn(c->args.list.items, c->args.list.n, &result);
+    /* The result may borrow the arguments or the function's memory: the
+     * future keeps its own copy. */
+    if (rc == 0 && c->reply)
+        rc = disco_value_copy(&owned, &result);
+    bool is_arg = false;
+    for (size_t i = 0; i < c->args.list.n; i++)
+        is_arg |= !memcmp(&result, &c->args.list.items[i], sizeof(result));
+    if (!is_arg)
+        disco_value_free(&result);
+    if (c->reply) {
+        disco_error *e = NULL;
+        if (rc && !(e = disco_error_take()))
+            e = disco_error_new(rc, "%s", disco_strerror(rc));
+        if (e)
+            disco__error_set_pid(e, disco__rt.myid);
+        disco__future_complete(c->id, rc, rc ? NULL : &owned, e);
+    } else if (rc) {
+        char msg[512] = "";
+        if (disco_last_error())
+            disco_error_format(disco_last_error(), msg, sizeof(msg));
+        fprintf(stderr, "disco: remote_do of '%s' failed on process %d: %s\n",
+                disco_function_name(c->fn), disco__rt.myid, msg);
+    }
+    disco_value_free(&c->args);
+    free(c);
+    return 0;
+}
+
+static int call_local(uint64_t id, disco_function fn, const disco_value *args,
+                      size_t nargs, bool reply)
+{
+    local_call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return disco_error_set(DISCO_ENOMEM, "no memory for a call");
+    *c = (local_call){.fn = fn, .id = id, .reply = reply};
+    disco_value list = disco_list((disco_value *)args, nargs);
+    int rc = disco_value_copy(&c->args, &list);
+    if (rc == 0)
+        rc = disco__async_fifo(run_local, c);
+    if (rc) {
+        disco_value_free(&c->args);
+        free(c);
+    }
+    return rc;
+}
 
 /* Sends a call of kind to pid. With want_future, returns a pending future
  * for the reply in *fp. */
@@ -18,12 +84,8 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
                                "here (use DISCO_FUNCTION)");
     if (nargs && !args)
         return disco_error_set(DISCO_EINVAL, "remote call: %zu arguments but no array", nargs);
-    if (pid == disco__rt.myid)
-        return disco_error_set(DISCO_EINVAL,
-                               "remote call to this process itself (%d) is not supported yet",
-                               pid);
-    disco__peer *p = disco__peer_get(pid);
-    if (!p)
+    disco__peer *p = NULL;
+    if (pid != disco__rt.myid && !(p = disco__peer_get(pid)))
         return disco_error_code(disco_last_error());
     disco__frame_header h = {
         .kind = (uint8_t)kind,
@@ -37,9 +99,14 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
         disco__function_by_id(fid, &name); /* for error messages only */
     if (fp && !(f = disco__future_pending(pid, h.call_id, name)))
         return disco_error_set(DISCO_ENOMEM, "no memory for a future");
-    /* The list borrows the caller's arguments: they are encoded right here. */
-    disco_value list = disco_list((disco_value *)args, nargs);
-    int rc = disco__send_frame(p, &h, &list);
+    int rc;
+    if (!p) {
+        rc = call_local(h.call_id, fn, args, nargs, fp != NULL);
+    } else {
+        /* The list borrows the caller's arguments: they are encoded here. */
+        disco_value list = disco_list((disco_value *)args, nargs);
+        rc = disco__send_frame(p, &h, &list);
+    }
     if (rc) {
         if (f) {
             disco__future_fail(f, rc, "the call could not be sent");
