@@ -104,11 +104,11 @@ static int authenticated(disco__peer *p)
     if (p->pid) { /* we dialled p */
         if (!disco__rt.worker) /* a new worker: ready once it has joined */
             return disco__mesh_send_join(p);
-        /* A worker answers as pid 0 until its JOIN has arrived. */
+        /* A worker answers as pid 0 until its JOIN has arrived. It may
+         * still refuse us: ready when it says IDENTIFY_ACK. */
         if (id->pid != 0 && id->pid != p->pid)
             return disco_error_set(DISCO_EAUTH, "dialled process %d, process %d answered",
                                    p->pid, id->pid);
-        disco__peer_set_ready(p);
         return 0;
     }
     if (!disco__rt.worker)
@@ -305,6 +305,10 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
     case DISCO__FRAME_JOIN:
     case DISCO__FRAME_JOIN_COMPLETE:
         return handle_join(p, h, payload);
+    case DISCO__FRAME_IDENTIFY_ACK: /* another worker accepted our dial */
+        if (disco__rt.worker && p->pid > 1 && atomic_load(&p->state) == PEER_AUTH)
+            disco__peer_set_ready(p);
+        return 0;
     case DISCO__FRAME_SHUTDOWN:
         if (disco__rt.worker && p->pid == 1)
             disco_event_notify(&disco__rt.master_gone);

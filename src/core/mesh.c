@@ -305,5 +305,8 @@ int disco__mesh_accept(disco__peer *p, const disco__identity *id)
     }
     disco__mesh_learn(pid, id->addr, id->host);
     disco__peer_set_ready(p);
-    return 0;
+    /* The dialer counts the connection as ready only from this: so when
+     * its eager join completes, both ends are ready. */
+    disco__frame_header h = {.kind = DISCO__FRAME_IDENTIFY_ACK};
+    return disco__send_frame(p, &h, NULL);
 }

@@ -105,8 +105,8 @@ typedef enum disco__frame_kind {
     DISCO__FRAME_REMOTE_DO = 4,  /* remote_do: nothing comes back */
     DISCO__FRAME_RESULT = 5,     /* a call's value */
     DISCO__FRAME_ERROR = 6,      /* a call's error */
-    DISCO__FRAME_IDENTIFY = 7,   /* worker-to-worker connection: who I am */
-    DISCO__FRAME_IDENTIFY_ACK = 8,
+    DISCO__FRAME_IDENTIFY = 7,   /* reserved (identities travel in the handshake) */
+    DISCO__FRAME_IDENTIFY_ACK = 8, /* a worker accepts another worker's dial */
     DISCO__FRAME_JOIN = 9,           /* master -> new worker: your pid, peers */
     DISCO__FRAME_JOIN_COMPLETE = 10, /* new worker -> master */
     DISCO__FRAME_REF_ADD = 11,       /* distributed refcount: add client */
