@@ -224,6 +224,9 @@ int disco_rmprocs(const int *pids, int n, double timeout)
             disco__launched_reap(p->proc, timeout > 1 ? timeout : 1, NULL);
             disco__launched_free(p->proc);
             p->proc = NULL;
+            /* Dead and reaped, its connection ends at once: once that is
+             * seen, the worker has left disco_workers(). */
+            disco_timedwait(gone, p, 10, 0.001);
         }
     }
     return rc;
