@@ -45,6 +45,35 @@ void BM_remotecall_fetch(benchmark::State &st)
     st.SetBytesProcessed(st.iterations() * st.range(0) * 2);
 }
 
+// Throughput: a window of calls in flight (remotecall, then fetch the
+// oldest when the window is full), 8-byte argument.
+void BM_remotecall_inflight(benchmark::State &st)
+{
+    const size_t window = static_cast<size_t>(st.range(0));
+    std::vector<disco_future *> ring(window, nullptr);
+    uint64_t x = 42;
+    disco_value arg = disco_bytes(&x, sizeof(x));
+    size_t head = 0;
+    for (auto _ : st) {
+        disco_future *&slot = ring[head];
+        if (slot) {
+            if (disco_future_wait(slot) != 0) {
+                st.SkipWithError("call failed");
+                break;
+            }
+            disco_future_release(slot);
+        }
+        slot = disco_remotecall(echo_bytes, worker_pid, &arg, 1);
+        head = (head + 1) % window;
+    }
+    for (disco_future *&f : ring)
+        if (f) {
+            disco_future_wait(f);
+            disco_future_release(f);
+        }
+    st.SetItemsProcessed(st.iterations());
+}
+
 // ---- raw TCP ping-pong baseline ----------------------------------------------
 
 bool full_io(int fd, void *buf, size_t len, bool writing, bool busy)
@@ -123,6 +152,7 @@ void BM_tcp_pingpong_busypoll(benchmark::State &st) { tcp_pingpong(st, true); }
 DISCO_FUNCTION(echo_bytes)
 
 BENCHMARK(BM_remotecall_fetch)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_remotecall_inflight)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 

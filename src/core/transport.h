@@ -45,7 +45,9 @@ typedef struct disco_transport_callbacks {
      * on_sent(status < 0). */
     void (*on_close)(void *ctx, disco_conn *c, int status);
     /* The send identified by token is done with the caller's buffers
-     * (status 0), or failed (negative status). */
+     * (status 0), or failed (negative status). It may come late: a
+     * transport may keep a few completions for a later progress call
+     * rather than wake a blocked one for each. */
     void (*on_sent)(void *ctx, disco_conn *c, void *token, int status);
 } disco_transport_callbacks;
 

@@ -20,9 +20,11 @@
  *    with callbacks for other connections on the progress thread.
  *  - on_sent is always deferred: send never calls back, even when it writes
  *    everything at once. A send completed outside progress puts its
- *    connection on the transport's ready list and, when progress is blocked
- *    in epoll_wait, wakes it through the eventfd; progress then delivers
- *    on_sent(token, 0). Per connection, on_sent comes in send order.
+ *    connection on the transport's ready list, and the next progress call
+ *    delivers on_sent(token, 0). A progress blocked in epoll_wait is not
+ *    woken for each such completion (a wake-up per message would cost more
+ *    than the message), only once TCP_LAZY_DONE of them are owed: that
+ *    bounds the buffers held. Per connection, on_sent comes in send order.
  *  - send and conn_close may run on any thread, concurrently with progress.
  *    Each connection has a mutex that guards its socket, state, send queue
  *    and completions; every socket call on a connection happens under it, so
@@ -77,6 +79,10 @@
 #define TCP_GATHER 64             /* iovecs per sendmsg from the queue */
 #define TCP_PEER_LEN 64           /* "[ipv6]:port" */
 #define TCP_MSG_LEN 192           /* saved detail of a broken connection */
+
+/* Completions of sends written at once that may wait for the next progress
+ * call before a blocked one is woken for them (see Threading). */
+#define TCP_LAZY_DONE 32
 
 typedef struct tcp_transport tcp_transport;
 typedef struct tcp_conn tcp_conn;
@@ -148,6 +154,7 @@ struct tcp_transport {
     bool in_progress;
     bool sleeping;       /* progress is (about to be) blocked in epoll_wait */
     bool woken;          /* the eventfd was written since it went to sleep */
+    unsigned lazy_done;  /* completions owed since progress last looked */
 
     /* Used by the progress thread only. */
     uint8_t rbuf[TCP_RBUF_SIZE];
@@ -210,6 +217,9 @@ void tcp_conn_cb_enter_locked(tcp_conn *c);
 void tcp_conn_cb_leave_locked(tcp_conn *c);
 /* Puts c on the ready list and wakes a sleeping progress (mu held). */
 void tcp_conn_mark_ready_locked(tcp_conn *c);
+/* The same for a send completed outside progress: wakes a sleeping
+ * progress only once TCP_LAZY_DONE completions are owed (mu held). */
+void tcp_conn_mark_done_locked(tcp_conn *c);
 /* Makes room to complete `extra` more sends than c holds (mu held). 0 or
  * DISCO_ENOMEM with the last error set. */
 int tcp_conn_done_reserve_locked(tcp_conn *c, size_t extra);

@@ -88,11 +88,10 @@ void tcp_conn_fail_locked(tcp_conn *c, int status, const char *fmt, ...)
     tcp_conn_mark_ready_locked(c);
 }
 
-void tcp_conn_mark_ready_locked(tcp_conn *c)
+/* tp->lock held: puts c on the ready list; true if progress should be
+ * woken for it (then the caller calls tcp_wake after unlocking). */
+static bool link_ready_locked(tcp_transport *tp, tcp_conn *c, bool urgent)
 {
-    tcp_transport *tp = c->tp;
-    bool wake = false;
-    pthread_mutex_lock(&tp->lock);
     if (!c->on_ready) {
         c->on_ready = true;
         c->rnext = NULL;
@@ -103,8 +102,28 @@ void tcp_conn_mark_ready_locked(tcp_conn *c)
             tp->ready = c;
         tp->ready_tail = c;
     }
+    if (!urgent && ++tp->lazy_done < TCP_LAZY_DONE)
+        return false;
     if (tp->sleeping && !tp->woken)
-        wake = tp->woken = true;
+        return tp->woken = true;
+    return false;
+}
+
+void tcp_conn_mark_ready_locked(tcp_conn *c)
+{
+    tcp_transport *tp = c->tp;
+    pthread_mutex_lock(&tp->lock);
+    bool wake = link_ready_locked(tp, c, true);
+    pthread_mutex_unlock(&tp->lock);
+    if (wake)
+        tcp_wake(tp);
+}
+
+void tcp_conn_mark_done_locked(tcp_conn *c)
+{
+    tcp_transport *tp = c->tp;
+    pthread_mutex_lock(&tp->lock);
+    bool wake = link_ready_locked(tp, c, false);
     pthread_mutex_unlock(&tp->lock);
     if (wake)
         tcp_wake(tp);

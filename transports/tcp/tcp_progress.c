@@ -170,6 +170,7 @@ int tcp_progress(disco_transport *dtp, int timeout_ms)
                                "from two threads)");
     }
     tp->in_progress = true;
+    tp->lazy_done = 0; /* this call delivers them */
     if (tp->ready)
         timeout_ms = 0;
     tp->sleeping = timeout_ms != 0;

@@ -158,7 +158,7 @@ int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt,
             w -= iov[first++].iov_len;
         if (first == iovcnt) { /* all written: complete through progress */
             c->done[c->done_len++] = token;
-            tcp_conn_mark_ready_locked(c);
+            tcp_conn_mark_done_locked(c);
             goto out;
         }
         skip = w;
