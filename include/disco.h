@@ -9,7 +9,9 @@
  *                    mutexes, conditions
  *   disco/channel.h  local channels
  *   disco/value.h    values: arguments and results of remote calls
- *   disco/cluster.h  the cluster cookie
+ *   disco/cluster.h  the cluster: init, addprocs/rmprocs, process queries
+ *   disco/rpc.h      remote calls and futures
+ *   disco/pool.h     worker pools, closures, pmap, distributed for
  */
 #ifndef DISCO_H
 #define DISCO_H
@@ -21,5 +23,6 @@
 #include "disco/value.h"
 #include "disco/cluster.h"
 #include "disco/rpc.h"
+#include "disco/pool.h"
 
 #endif /* DISCO_H */

@@ -72,11 +72,21 @@ static int begin_accept(disco__peer *p)
     return rc;
 }
 
+void (*_Atomic disco__peer_observer)(int pid, bool up);
+
+static void observe(const disco__peer *p, bool up)
+{
+    void (*observer)(int, bool) = atomic_load(&disco__peer_observer);
+    if (observer && p->pid > 0)
+        observer(p->pid, up);
+}
+
 void disco__peer_set_ready(disco__peer *p)
 {
     p->ready_status = 0;
     atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
     disco_event_notify(&p->settled);
+    observe(p, true);
 }
 
 void disco__on_accept(void *ctx, disco_conn *c)
@@ -386,6 +396,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     }
     p->ready_status = status ? status : DISCO_EPROCEXIT;
     disco_event_notify(&p->settled);
+    observe(p, false);
     free(p->rbuf);
     p->rbuf = NULL;
     p->rlen = p->rcap = 0;

@@ -145,4 +145,8 @@ void disco__peer_set_ready(disco__peer *p);
 /* Notes where process pid listens (worker). */
 void disco__mesh_learn(int pid, const char *addr, const char *host);
 
+/* If set, told when a peer becomes ready (up) or is gone: the worker pools
+ * follow the cluster through it (src/pool). Must not block. */
+extern void (*_Atomic disco__peer_observer)(int pid, bool up);
+
 #endif

@@ -165,6 +165,11 @@ bool disco_future_isready(disco_future *f)
 
 int disco_future_where(const disco_future *f) { return f->where; }
 
+void disco__future_retain(disco_future *f)
+{
+    atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
 void disco_future_release(disco_future *f)
 {
     if (f)

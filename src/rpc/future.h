@@ -22,6 +22,9 @@ void disco__future_complete(uint64_t id, int status, disco_value *value,
  * err (which the caller keeps). */
 void disco__future_fail_where(int where, const disco_error *err);
 
+/* Takes one more reference to f (dropped by disco_future_release). */
+void disco__future_retain(disco_future *f);
+
 /* Fails one pending future (its request could not be sent). */
 void disco__future_fail(disco_future *f, int status, const char *why);
 

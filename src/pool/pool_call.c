@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* The remotecall family through a pool, and remote(pool, f). */
+#include <stdlib.h>
+
+#include "base/error_internal.h"
+#include "core/runtime.h"
+#include "pool/pool.h"
+#include "rpc/future.h"
+#include "rpc/registry.h"
+
+void disco__pool_closure_head(disco_pool *pool, int pid, disco_function fn,
+                              const disco_closure *c, disco_value head[CLOSURE_HEAD],
+                              int64_t key[CACHE_KEY_LEN], uint64_t *sent_bytes)
+{
+    head[0] = disco_i64((int64_t)(c ? c->fn_id : disco__function_id_of(fn)));
+    head[1] = head[2] = disco_nil();
+    *sent_bytes = 0;
+    if (!c)
+        return;
+    bool cached = false;
+    if (pool->caching) {
+        pthread_mutex_lock(&pool->lock);
+        disco__member *m = disco__pool_member_locked(pool, pid);
+        for (size_t i = 0; m && i < m->ncached && !cached; i++)
+            cached = m->cached[i] == c->id;
+        key[0] = disco__rt.myid;
+        key[1] = (int64_t)pool->id;
+        key[2] = (int64_t)pool->generation;
+        key[3] = (int64_t)c->id;
+        pthread_mutex_unlock(&pool->lock);
+        head[1] = disco_array(DISCO_ELEM_I64, key, CACHE_KEY_LEN);
+    }
+    if (!cached) {
+        head[2] = c->captured;
+        *sent_bytes = c->captured_bytes;
+    }
+}
+
+void disco__pool_note_sent(disco_pool *pool, int pid, const disco_closure *c,
+                           uint64_t sent_bytes)
+{
+    pthread_mutex_lock(&pool->lock);
+    disco__member *m = disco__pool_member_locked(pool, pid);
+    if (m) {
+        m->stats.calls++;
+        if (c && sent_bytes) {
+            m->stats.payload_bytes += sent_bytes;
+            m->stats.payload_sends++;
+        }
+        if (c && sent_bytes && pool->caching && m->active) {
+            /* Two calls racing may both send the values: the worker keeps
+             * one copy, and the id is noted once. */
+            bool known = false;
+            for (size_t i = 0; i < m->ncached; i++)
+                known |= m->cached[i] == c->id;
+            if (!known && m->ncached == m->capcached) {
+                size_t cap = m->capcached ? 2 * m->capcached : 4;
+                uint64_t *g = realloc(m->cached, cap * sizeof(*g));
+                if (g) {
+                    m->cached = g;
+                    m->capcached = cap;
+                }
+            }
+            if (!known && m->ncached < m->capcached)
+                m->cached[m->ncached++] = c->id;
+        }
+    }
+    pthread_mutex_unlock(&pool->lock);
+}
+
+disco_future *disco__pool_start(disco_pool *pool, int pid, disco_function fn,
+                                const disco_closure *c, const disco_value *args,
+                                size_t nargs)
+{
+    if (!c) {
+        disco_future *f = disco_remotecall(fn, pid, args, nargs);
+        if (f)
+            disco__pool_note_sent(pool, pid, NULL, 0);
+        return f;
+    }
+    /* One array for head and arguments: on the stack for the usual few
+     * arguments, else one allocation (the call's encoding allocates anyway). */
+    disco_value local[16], *all = local;
+    if (nargs > 16 - CLOSURE_HEAD && !(all = malloc((nargs + CLOSURE_HEAD) * sizeof(*all)))) {
+        disco_error_set(DISCO_ENOMEM, "no memory for a call");
+        return NULL;
+    }
+    int64_t key[CACHE_KEY_LEN];
+    uint64_t sent;
+    disco__pool_closure_head(pool, pid, fn, c, all, key, &sent);
+    for (size_t i = 0; i < nargs; i++)
+        all[CLOSURE_HEAD + i] = args[i];
+    disco_future *f = disco_remotecall(disco__closure_call, pid, all, nargs + CLOSURE_HEAD);
+    if (all != local)
+        free(all);
+    if (f)
+        disco__pool_note_sent(pool, pid, c, sent);
+    return f;
+}
+
+static disco_pool *resolve(disco_pool *pool)
+{
+    return pool ? pool : disco_default_worker_pool();
+}
+
+typedef struct giveback {
+    disco_pool *pool;
+    int pid;
+    disco_future *f;
+} giveback;
+
+/* Gives the worker back once the call has finished (Julia since 2025). */
+static int give_back_when_done(void *arg, void **unused)
+{
+    (void)unused;
+    giveback *g = arg;
+    disco_future_wait(g->f);
+    disco_error_clear(); /* the caller sees the error through its future */
+    disco_pool_put(g->pool, g->pid);
+    disco_future_release(g->f);
+    free(g);
+    return 0;
+}
+
+static disco_future *pool_remotecall(disco_pool *pool, disco_function fn,
+                                     const disco_closure *c, const disco_value *args,
+                                     size_t nargs)
+{
+    if (!(pool = resolve(pool)))
+        return NULL;
+    int pid = disco_pool_take(pool);
+    if (pid < 0)
+        return NULL;
+    disco_future *f = disco__pool_start(pool, pid, fn, c, args, nargs);
+    giveback *g = f ? malloc(sizeof(*g)) : NULL;
+    if (g) {
+        *g = (giveback){pool, pid, f};
+        disco__future_retain(f);
+        disco_task_attr attr = {.name = "pool give-back", .detached = true};
+        if (disco_async_attr(give_back_when_done, g, &attr))
+            return f;
+        disco_future_release(f);
+        free(g);
+    }
+    if (f) { /* no task to wait for it: wait here */
+        disco_future_wait(f);
+        disco_error_clear();
+    }
+    disco_pool_put(pool, pid);
+    return f;
+}
+
+static int pool_fetch(disco_pool *pool, disco_function fn, const disco_closure *c,
+                      const disco_value *args, size_t nargs, disco_value *result)
+{
+    if (!(pool = resolve(pool)))
+        return disco_error_code(disco_last_error());
+    int pid = disco_pool_take(pool);
+    if (pid < 0)
+        return pid;
+    disco_future *f = disco__pool_start(pool, pid, fn, c, args, nargs);
+    int rc = f ? 0 : disco_error_code(disco_last_error());
+    const disco_value *v;
+    if (f && (rc = disco_future_fetch(f, &v)) == 0 && result)
+        rc = disco_value_copy(result, v);
+    disco_future_release(f);
+    disco_pool_put(pool, pid);
+    return rc;
+}
+
+disco_future *disco_pool_remotecall(disco_pool *pool, disco_function fn,
+                                    const disco_value *args, size_t nargs)
+{
+    return pool_remotecall(pool, fn, NULL, args, nargs);
+}
+
+int disco_pool_remotecall_fetch(disco_pool *pool, disco_function fn, const disco_value *args,
+                                size_t nargs, disco_value *result)
+{
+    return pool_fetch(pool, fn, NULL, args, nargs, result);
+}
+
+disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
+                                         const disco_value *args, size_t nargs)
+{
+    if (!(pool = resolve(pool)))
+        return NULL;
+    int pid = disco_pool_take(pool);
+    if (pid < 0)
+        return NULL;
+    disco_future *f = disco__pool_start(pool, pid, fn, NULL, args, nargs);
+    if (f) {
+        disco_future_wait(f); /* its status stays in the future */
+        disco_error_clear();
+    }
+    disco_pool_put(pool, pid);
+    return f;
+}
+
+int disco_pool_remote_do(disco_pool *pool, disco_function fn, const disco_value *args,
+                         size_t nargs)
+{
+    if (!(pool = resolve(pool)))
+        return disco_error_code(disco_last_error());
+    int pid = disco_pool_take(pool);
+    if (pid < 0)
+        return pid;
+    int rc = disco_remote_do(fn, pid, args, nargs);
+    if (rc == 0)
+        disco__pool_note_sent(pool, pid, NULL, 0);
+    disco_pool_put(pool, pid);
+    return rc;
+}
+
+int disco_remote_call(disco_remote_fn r, const disco_value *args, size_t nargs,
+                      disco_value *result)
+{
+    return pool_fetch(r.pool, r.fn, NULL, args, nargs, result);
+}
+
+int disco_closure_remotecall_fetch(disco_pool *pool, const disco_closure *c,
+                                   const disco_value *args, size_t nargs, disco_value *result)
+{
+    if (!c)
+        return disco_error_set(DISCO_EINVAL, "closure call: NULL closure");
+    return pool_fetch(pool, c->fn, c, args, nargs, result);
+}
+
+disco_future *disco_closure_remotecall(disco_pool *pool, const disco_closure *c,
+                                       const disco_value *args, size_t nargs)
+{
+    if (!c) {
+        disco_error_set(DISCO_EINVAL, "closure call: NULL closure");
+        return NULL;
+    }
+    return pool_remotecall(pool, c->fn, c, args, nargs);
+}
