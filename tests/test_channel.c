@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Local channels: capacity, blocking, close, fetch/wait, many producers and
- * consumers across tasks and foreign threads, in every mode. */
+ * consumers across tasks and foreign threads, in every mode, and tasks
+ * interrupted while they wait on them. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 
 #include "disco.h"
+#include "sched/interrupt.h"
+#include "sched/sched.h"
 #include "test_util.h"
 
 struct op {
@@ -393,6 +396,257 @@ static void test_large_items_are_copied(void **state)
     disco_channel_free(ch);
 }
 
+/* ---- interruption --------------------------------------------------------- */
+
+/* Waits until t is parked, which for these task bodies means blocked in the
+ * channel call under test; false after 30 s. */
+static bool parked(disco_task *t)
+{
+    for (int i = 0; i < 30000; i++) {
+        if (atomic_load(&t->state) == TASK_PARKED)
+            return true;
+        disco_sleep(0.001);
+    }
+    return false;
+}
+
+static bool task_done(void *t) { return disco_task_done(t); }
+
+/* Interrupts t once it is blocked, then joins it (its body returns 0). */
+static void interrupt_blocked(disco_task *t)
+{
+    assert_true(parked(t));
+    disco__task_interrupt(t);
+    /* A generous bound instead of a hang when an interrupt is lost. */
+    assert_int_equal(disco_timedwait(task_done, t, 30, 0.001), 0);
+    assert_int_equal(disco_task_join(t, NULL), 0);
+}
+
+static int fetch_task(void *arg, void **result)
+{
+    (void)result;
+    struct op *o = arg;
+    o->rc = disco_fetch(o->ch, &o->value);
+    atomic_store(&o->done, true);
+    return 0;
+}
+
+/* Interrupted takers, fetchers and waiters take nothing: the next item
+ * goes to a taker that was not interrupted. */
+static void test_interrupt_take(void **state)
+{
+    (void)state;
+    size_t caps[] = {0, 1, 16, DISCO_CHANNEL_UNBOUNDED};
+    disco_task_fn fns[] = {take_task, fetch_task, wait_task};
+    for (size_t k = 0; k < 4; k++) {
+        disco_channel *ch = disco_channel_new(sizeof(long), caps[k]);
+        for (int f = 0; f < 3; f++) {
+            struct op o = {.ch = ch, .value = -1};
+            interrupt_blocked(disco_async(fns[f], &o));
+            assert_int_equal(o.rc, DISCO_EINTERRUPTED);
+            assert_int_equal(o.value, -1);
+        }
+        struct op taker = {.ch = ch};
+        disco_task *t = disco_async(take_task, &taker);
+        assert_true(parked(t));
+        long v = 42;
+        assert_int_equal(disco_put(ch, &v), 0);
+        assert_int_equal(disco_task_join(t, NULL), 0);
+        assert_int_equal(taker.rc, 0);
+        assert_int_equal(taker.value, 42);
+        assert_false(disco_isready(ch));
+        disco_channel_free(ch);
+    }
+}
+
+/* An interrupted put has delivered nothing. */
+static void test_interrupt_put(void **state)
+{
+    (void)state;
+    size_t caps[] = {0, 1};
+    for (int k = 0; k < 2; k++) {
+        disco_channel *ch = disco_channel_new(sizeof(long), caps[k]);
+        long v = 1;
+        if (caps[k] == 1)
+            assert_int_equal(disco_put(ch, &v), 0); /* now full */
+        struct op o = {.ch = ch, .value = 9};
+        interrupt_blocked(disco_async(put_task, &o));
+        assert_int_equal(o.rc, DISCO_EINTERRUPTED);
+        if (caps[k] == 1) {
+            assert_int_equal(disco_take(ch, &v), 0);
+            assert_int_equal(v, 1);
+        }
+        assert_false(disco_isready(ch)); /* 9 is not in there */
+        /* The channel works on: a put that is not interrupted arrives. */
+        o = (struct op){.ch = ch, .value = 10};
+        disco_task *t = disco_async(put_task, &o);
+        assert_int_equal(disco_take(ch, &v), 0);
+        assert_int_equal(v, 10);
+        assert_int_equal(disco_task_join(t, NULL), 0);
+        assert_int_equal(o.rc, 0);
+        disco_channel_free(ch);
+    }
+}
+
+/*
+ * Interrupts under load: victim tasks take and put on a small channel while
+ * steady producers and consumers (tasks and threads) keep it busy, and are
+ * interrupted round after round, from the main thread or from a task.
+ * Every item whose put succeeded is taken exactly once; no other is seen.
+ */
+enum { STEADY = 2, VICTIM_TAKERS = 4, VICTIM_PUTTERS = 2, VICTIM_PUTS = 2000 };
+#define VICTIMS (VICTIM_TAKERS + VICTIM_PUTTERS)
+
+struct stress {
+    disco_channel *ch;
+    long per_producer;
+    atomic_long next_id;
+    _Atomic unsigned char *delivered, *seen;
+    atomic_int errors; /* unexpected return codes */
+    atomic_int takes_interrupted, puts_interrupted;
+};
+
+static int stress_put(struct stress *s)
+{
+    long id = atomic_fetch_add(&s->next_id, 1);
+    int rc = disco_put(s->ch, &id);
+    if (rc == 0)
+        atomic_store(&s->delivered[id], 1);
+    return rc;
+}
+
+/* Takes until an error, which must be one of the two allowed. */
+static void stress_take_all(struct stress *s, int allowed1, int allowed2)
+{
+    long id;
+    int rc;
+    while ((rc = disco_take(s->ch, &id)) == 0)
+        atomic_fetch_add(&s->seen[id], 1);
+    if (rc == DISCO_EINTERRUPTED)
+        atomic_fetch_add(&s->takes_interrupted, 1);
+    if (rc != allowed1 && rc != allowed2)
+        atomic_fetch_add(&s->errors, 1);
+}
+
+static int steady_producer(void *arg, void **result)
+{
+    (void)result;
+    struct stress *s = arg;
+    for (long i = 0; i < s->per_producer; i++)
+        if (stress_put(s) != 0)
+            atomic_fetch_add(&s->errors, 1);
+    return 0;
+}
+
+static int steady_consumer(void *arg, void **result)
+{
+    (void)result;
+    stress_take_all(arg, DISCO_ECLOSED, DISCO_ECLOSED);
+    return 0;
+}
+
+static void *steady_producer_thread(void *arg)
+{
+    steady_producer(arg, NULL);
+    return NULL;
+}
+
+static void *steady_consumer_thread(void *arg)
+{
+    steady_consumer(arg, NULL);
+    return NULL;
+}
+
+static int victim_taker(void *arg, void **result)
+{
+    (void)result;
+    stress_take_all(arg, DISCO_EINTERRUPTED, DISCO_ECLOSED);
+    return 0;
+}
+
+static int victim_putter(void *arg, void **result)
+{
+    (void)result;
+    struct stress *s = arg;
+    for (int i = 0; i < VICTIM_PUTS; i++) {
+        int rc = stress_put(s);
+        if (rc == DISCO_EINTERRUPTED) {
+            atomic_fetch_add(&s->puts_interrupted, 1);
+            break;
+        }
+        if (rc != 0)
+            atomic_fetch_add(&s->errors, 1);
+    }
+    return 0;
+}
+
+static int interrupt_all(void *arg, void **result)
+{
+    (void)result;
+    disco_task **v = arg;
+    for (int i = 0; i < VICTIMS; i++)
+        disco__task_interrupt(v[i]);
+    return 0;
+}
+
+static void run_interrupt_stress(size_t cap)
+{
+    long rounds = test_scaled(100);
+    struct stress s = {.per_producer = test_scaled(10000)};
+    size_t max_items = (size_t)(STEADY * s.per_producer +
+                                rounds * VICTIM_PUTTERS * VICTIM_PUTS);
+    s.ch = disco_channel_new(sizeof(long), cap);
+    s.delivered = calloc(max_items, 1);
+    s.seen = calloc(max_items, 1);
+    disco_task *producer_task = disco_async(steady_producer, &s);
+    disco_task *consumer_task = disco_async(steady_consumer, &s);
+    pthread_t producer_th, consumer_th;
+    pthread_create(&producer_th, NULL, steady_producer_thread, &s);
+    pthread_create(&consumer_th, NULL, steady_consumer_thread, &s);
+    for (long r = 0; r < rounds; r++) {
+        disco_task *v[VICTIMS];
+        for (int i = 0; i < VICTIMS; i++)
+            v[i] = disco_async(i < VICTIM_TAKERS ? victim_taker : victim_putter, &s);
+        if (r % 3) /* let some of them block; or catch them early */
+            disco_sleep(0.001);
+        if (r % 2)
+            assert_int_equal(disco_task_join(disco_async(interrupt_all, v), NULL), 0);
+        else
+            interrupt_all(v, NULL);
+        for (int i = 0; i < VICTIMS; i++)
+            assert_int_equal(disco_task_join(v[i], NULL), 0);
+    }
+    assert_int_equal(disco_task_join(producer_task, NULL), 0);
+    pthread_join(producer_th, NULL);
+    disco_close(s.ch);
+    assert_int_equal(disco_task_join(consumer_task, NULL), 0);
+    pthread_join(consumer_th, NULL);
+    assert_int_equal(atomic_load(&s.errors), 0);
+    long n = atomic_load(&s.next_id), delivered = 0;
+    for (long i = 0; i < n; i++) {
+        delivered += s.delivered[i];
+        if (s.seen[i] != s.delivered[i])
+            fail_msg("capacity %zu: item %ld delivered %d times, seen %d times",
+                     cap, i, s.delivered[i], s.seen[i]);
+    }
+    assert_true(delivered >= STEADY * s.per_producer);
+    print_message("capacity %zu: %ld items, %d takes and %d puts interrupted\n",
+                  cap, delivered, atomic_load(&s.takes_interrupted),
+                  atomic_load(&s.puts_interrupted));
+    free((void *)s.delivered);
+    free((void *)s.seen);
+    disco_channel_free(s.ch);
+}
+
+static void test_interrupt_stress(void **state)
+{
+    (void)state;
+    run_interrupt_stress(0);
+    run_interrupt_stress(1);
+    run_interrupt_stress(4);
+    run_interrupt_stress(DISCO_CHANNEL_UNBOUNDED);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -409,6 +663,9 @@ int main(void)
         cmocka_unit_test(test_mpmc_unbuffered),
         cmocka_unit_test(test_mpmc_unbounded),
         cmocka_unit_test(test_large_items_are_copied),
+        cmocka_unit_test(test_interrupt_take),
+        cmocka_unit_test(test_interrupt_put),
+        cmocka_unit_test(test_interrupt_stress),
     };
     int rc = cmocka_run_group_tests_name("channel", tests, NULL, NULL);
     disco_sched_stop();

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* @sync scopes, sleep, timedwait, events, mutexes, conditions. */
+/* @sync scopes, sleep, timedwait, events, mutexes, conditions, and
+ * interrupting tasks blocked in them. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <time.h>
 
 #include "disco.h"
+#include "sched/interrupt.h"
+#include "sched/sched.h"
 #include "test_util.h"
 
 static double now_s(void)
@@ -171,8 +174,8 @@ static int event_waiter(void *arg, void **result)
 {
     (void)arg;
     (void)result;
-    disco_event_wait(&ev);
-    atomic_fetch_add(&passed, 1);
+    if (disco_event_wait(&ev) == 0)
+        atomic_fetch_add(&passed, 1);
     return 0;
 }
 
@@ -192,7 +195,7 @@ static void test_event_wakes_all(void **state)
         assert_int_equal(disco_task_join(t[i], NULL), 0);
     assert_int_equal(atomic_load(&passed), 5);
     assert_true(disco_event_isset(&ev));
-    disco_event_wait(&ev); /* stays set: main thread passes */
+    assert_int_equal(disco_event_wait(&ev), 0); /* stays set: main passes */
     disco_event_reset(&ev);
     assert_false(disco_event_isset(&ev));
 }
@@ -217,7 +220,7 @@ static void test_event_autoreset_wakes_one(void **state)
         assert_int_equal(disco_task_join(t[i], NULL), 0);
     /* Notify with nobody waiting lets the next wait through, once. */
     disco_event_notify(&ev);
-    disco_event_wait(&ev);
+    assert_int_equal(disco_event_wait(&ev), 0);
     assert_false(disco_event_isset(&ev));
 }
 
@@ -312,6 +315,181 @@ static void test_condition(void **state)
     assert_int_equal(b.items, 0);
 }
 
+/* ---- interruption --------------------------------------------------------- */
+
+/* Waits until t is parked, which for these task bodies means blocked in the
+ * call under test; false after 30 s. */
+static bool parked(disco_task *t)
+{
+    for (int i = 0; i < 30000; i++) {
+        if (atomic_load(&t->state) == TASK_PARKED)
+            return true;
+        disco_sleep(0.001);
+    }
+    return false;
+}
+
+static bool task_done(void *t) { return disco_task_done(t); }
+
+/* A generous bound instead of a hang when an interrupt is lost. */
+static bool finishes(disco_task *t)
+{
+    return disco_timedwait(task_done, t, 30, 0.001) == 0;
+}
+
+/* Interrupts t once it is blocked; returns what its body returned. */
+static int interrupt_blocked(disco_task *t)
+{
+    assert_true(parked(t));
+    disco__task_interrupt(t);
+    assert_true(finishes(t));
+    return disco_task_join(t, NULL);
+}
+
+static int sleep_long(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return disco_sleep(60);
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+static int timedwait_long(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return disco_timedwait(never, NULL, 60, 0.01);
+}
+
+static void test_interrupt_sleep(void **state)
+{
+    (void)state;
+    disco_error_clear();
+    assert_int_equal(interrupt_blocked(disco_async(sleep_long, NULL)),
+                     DISCO_EINTERRUPTED);
+    assert_non_null(strstr(disco_error_message(disco_last_error()), "interrupted"));
+    assert_int_equal(interrupt_blocked(disco_async(timedwait_long, NULL)),
+                     DISCO_EINTERRUPTED);
+    /* The cancelled timers are gone: a short sleep still works. */
+    double slept = 0;
+    assert_int_equal(disco_task_join(disco_async(timed_sleep, &slept), NULL), 0);
+}
+
+static int event_wait_task(void *arg, void **result)
+{
+    (void)result;
+    return disco_event_wait(arg);
+}
+
+static void test_interrupt_event_wait(void **state)
+{
+    (void)state;
+    for (int autoreset = 0; autoreset < 2; autoreset++) {
+        disco_event e;
+        disco_event_init(&e, autoreset);
+        disco_task *a = disco_async(event_wait_task, &e);
+        disco_task *b = disco_async(event_wait_task, &e);
+        assert_true(parked(b));
+        assert_int_equal(interrupt_blocked(a), DISCO_EINTERRUPTED);
+        /* The other waiter still gets the notify (autoreset: the only
+         * one, which it consumes). */
+        disco_event_notify(&e);
+        assert_true(finishes(b));
+        assert_int_equal(disco_task_join(b, NULL), 0);
+        assert_int_equal(disco_event_isset(&e), !autoreset);
+    }
+}
+
+struct cond_box {
+    disco_mutex m;
+    disco_cond c;
+    bool go; /* under m */
+    atomic_bool held_after; /* the waiter held m when cond_wait returned */
+};
+
+static int cond_wait_task(void *arg, void **result)
+{
+    (void)result;
+    struct cond_box *b = arg;
+    int rc = 0;
+    disco_mutex_lock(&b->m);
+    while (!b->go && rc == 0)
+        rc = disco_cond_wait(&b->c, &b->m);
+    atomic_store(&b->held_after, !disco_mutex_trylock(&b->m));
+    disco_mutex_unlock(&b->m);
+    return rc;
+}
+
+static void test_interrupt_cond_wait(void **state)
+{
+    (void)state;
+    struct cond_box b = {0};
+    disco_mutex_init(&b.m);
+    disco_cond_init(&b.c);
+    disco_task *a = disco_async(cond_wait_task, &b);
+    disco_task *other = disco_async(cond_wait_task, &b);
+    assert_true(parked(other));
+    assert_int_equal(interrupt_blocked(a), DISCO_EINTERRUPTED);
+    assert_true(atomic_load(&b.held_after)); /* m re-acquired all the same */
+    atomic_store(&b.held_after, false);
+    /* One notify: it reaches the waiter that is left. */
+    disco_mutex_lock(&b.m);
+    b.go = true;
+    disco_cond_notify_one(&b.c);
+    disco_mutex_unlock(&b.m);
+    assert_true(finishes(other));
+    assert_int_equal(disco_task_join(other, NULL), 0);
+    assert_true(atomic_load(&b.held_after));
+}
+
+struct gate {
+    disco_mutex m;
+    disco_cond c;
+    bool open; /* under m */
+    atomic_bool interrupted_after;
+};
+
+/* Waits for the gate through interrupts, then waits once more. */
+static int wait_gate_uninterruptibly(void *arg, void **result)
+{
+    (void)result;
+    struct gate *g = arg;
+    disco_mutex_lock(&g->m);
+    while (!g->open)
+        disco__cond_wait_uninterruptible(&g->c, &g->m);
+    atomic_store(&g->interrupted_after, disco_interrupted());
+    int rc = disco_cond_wait(&g->c, &g->m); /* the interrupt was kept */
+    disco_mutex_unlock(&g->m);
+    return rc;
+}
+
+/* The runtime's own waits that must outlast other tasks ignore interrupts
+ * and leave them pending. */
+static void test_uninterruptible_cond_wait(void **state)
+{
+    (void)state;
+    struct gate g = {0};
+    disco_mutex_init(&g.m);
+    disco_cond_init(&g.c);
+    disco_task *t = disco_async(wait_gate_uninterruptibly, &g);
+    assert_true(parked(t));
+    disco__task_interrupt(t);
+    disco_sleep(0.03); /* ample time to (wrongly) give up */
+    assert_false(disco_task_done(t));
+    disco_mutex_lock(&g.m);
+    g.open = true;
+    disco_cond_notify_all(&g.c);
+    disco_mutex_unlock(&g.m);
+    assert_true(finishes(t));
+    assert_int_equal(disco_task_join(t, NULL), DISCO_EINTERRUPTED);
+    assert_true(atomic_load(&g.interrupted_after));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -324,6 +502,10 @@ int main(void)
         cmocka_unit_test(test_event_autoreset_wakes_one),
         cmocka_unit_test(test_mutex_excludes),
         cmocka_unit_test(test_condition),
+        cmocka_unit_test(test_interrupt_sleep),
+        cmocka_unit_test(test_interrupt_event_wait),
+        cmocka_unit_test(test_interrupt_cond_wait),
+        cmocka_unit_test(test_uninterruptible_cond_wait),
     };
     int rc = cmocka_run_group_tests_name("sync", tests, NULL, NULL);
     disco_sched_stop();

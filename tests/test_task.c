@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Tasks: spawn, join, results and errors, detach, yield, stealing, stack
- * overflow, main-thread blocking. */
+ * overflow, main-thread blocking, interruption. */
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -9,6 +9,8 @@
 #include <sys/wait.h>
 
 #include "disco.h"
+#include "sched/interrupt.h"
+#include "sched/sched.h"
 #include "test_util.h"
 
 static const char *self_path;
@@ -267,6 +269,166 @@ static void test_join_from_foreign_thread(void **state)
     assert_int_equal((intptr_t)rc, 0);
 }
 
+/* ---- interruption --------------------------------------------------------- */
+
+/* Waits until t is parked, which for these task bodies means blocked in the
+ * call under test; false after 30 s. */
+static bool parked(disco_task *t)
+{
+    for (int i = 0; i < 30000; i++) {
+        if (atomic_load(&t->state) == TASK_PARKED)
+            return true;
+        disco_sleep(0.001);
+    }
+    return false;
+}
+
+static bool task_done(void *t) { return disco_task_done(t); }
+
+/* A generous bound instead of a hang when an interrupt is lost. */
+static bool finishes(disco_task *t)
+{
+    return disco_timedwait(task_done, t, 30, 0.001) == 0;
+}
+
+struct join_box {
+    disco_event go;
+    disco_task *target;
+};
+
+static int wait_go(void *arg, void **result)
+{
+    (void)result;
+    return disco_event_wait(arg);
+}
+
+static int join_target(void *arg, void **result)
+{
+    (void)result;
+    struct join_box *b = arg;
+    return disco_task_join(b->target, NULL);
+}
+
+static void *interrupt_from_thread(void *t)
+{
+    disco__task_interrupt(t);
+    return NULL;
+}
+
+/* A join interrupted from a foreign thread fails and keeps the handle. */
+static void test_interrupt_join(void **state)
+{
+    (void)state;
+    struct join_box b;
+    disco_event_init(&b.go, false);
+    b.target = disco_async(wait_go, &b.go);
+    disco_task *joiner = disco_async(join_target, &b);
+    assert_true(parked(joiner));
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, interrupt_from_thread, joiner), 0);
+    pthread_join(th, NULL);
+    assert_true(finishes(joiner));
+    assert_int_equal(disco_task_join(joiner, NULL), DISCO_EINTERRUPTED);
+    assert_false(disco_task_done(b.target)); /* only the joiner was hit */
+    disco_event_notify(&b.go);
+    assert_int_equal(disco_task_join(b.target, NULL), 0);
+}
+
+static int sleep_minute(void *arg, void **result)
+{
+    (void)arg;
+    (void)result;
+    return disco_sleep(60);
+}
+
+static int interrupt_task(void *arg, void **result)
+{
+    (void)result;
+    disco__task_interrupt(arg);
+    return 0;
+}
+
+static void test_interrupt_from_task(void **state)
+{
+    (void)state;
+    disco_task *sleeper = disco_async(sleep_minute, NULL);
+    assert_true(parked(sleeper));
+    assert_int_equal(disco_task_join(disco_async(interrupt_task, sleeper), NULL), 0);
+    assert_true(finishes(sleeper));
+    assert_int_equal(disco_task_join(sleeper, NULL), DISCO_EINTERRUPTED);
+}
+
+struct pending_box {
+    atomic_bool started;
+    bool flag_at_start;
+    int rc_event_set, rc_put_room, rc_take_item, rc_take_empty, rc_sleep,
+        rc_sleep_again;
+    char msg[64];
+};
+
+/* Interrupted while running: calls that need not wait still complete, the
+ * first call that would wait fails at once, and so does every later one. */
+static int interrupted_while_running(void *arg, void **result)
+{
+    (void)result;
+    struct pending_box *b = arg;
+    b->flag_at_start = disco_interrupted();
+    atomic_store(&b->started, true);
+    while (!disco_interrupted())
+        disco_yield();
+    disco_event set;
+    disco_event_init(&set, false);
+    disco_event_notify(&set);
+    b->rc_event_set = disco_event_wait(&set);
+    disco_channel *ch = disco_channel_new(sizeof(long), 1);
+    long v = 1;
+    b->rc_put_room = disco_put(ch, &v);
+    b->rc_take_item = disco_take(ch, &v);
+    b->rc_take_empty = disco_take(ch, &v);
+    b->rc_sleep = disco_sleep(60);
+    snprintf(b->msg, sizeof(b->msg), "%s", disco_error_message(disco_last_error()));
+    b->rc_sleep_again = disco_sleep(60);
+    disco_channel_free(ch);
+    return 0;
+}
+
+static bool started(void *b) { return atomic_load(&((struct pending_box *)b)->started); }
+
+static void test_interrupt_before_waiting(void **state)
+{
+    (void)state;
+    assert_false(disco_interrupted()); /* outside tasks */
+    struct pending_box b = {0};
+    disco_task *t = disco_async(interrupted_while_running, &b);
+    assert_int_equal(disco_timedwait(started, &b, 30, 0.001), 0);
+    disco__task_interrupt(t);
+    char want[64];
+    snprintf(want, sizeof(want), "task %llu interrupted",
+             (unsigned long long)disco_task_id(t));
+    assert_true(finishes(t));
+    assert_int_equal(disco_task_join(t, NULL), 0);
+    assert_false(b.flag_at_start);
+    assert_int_equal(b.rc_event_set, 0);
+    assert_int_equal(b.rc_put_room, 0);
+    assert_int_equal(b.rc_take_item, 0);
+    assert_int_equal(b.rc_take_empty, DISCO_EINTERRUPTED);
+    assert_int_equal(b.rc_sleep, DISCO_EINTERRUPTED);
+    assert_string_equal(b.msg, want);
+    assert_int_equal(b.rc_sleep_again, DISCO_EINTERRUPTED); /* sticky */
+}
+
+/* Interrupting a finished task whose handle is held is harmless. */
+static void test_interrupt_finished_task(void **state)
+{
+    (void)state;
+    disco_task *t = disco_async(add_one, (void *)1);
+    assert_true(finishes(t));
+    disco__task_interrupt(t);
+    void *res;
+    assert_int_equal(disco_task_join(t, &res), 0);
+    assert_int_equal((uintptr_t)res, 2);
+}
+
 static void test_stop_and_restart(void **state)
 {
     (void)state;
@@ -347,6 +509,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_detached_failure_is_printed),
         cmocka_unit_test(test_stack_overflow_is_named),
         cmocka_unit_test(test_join_from_foreign_thread),
+        cmocka_unit_test(test_interrupt_join),
+        cmocka_unit_test(test_interrupt_from_task),
+        cmocka_unit_test(test_interrupt_before_waiting),
+        cmocka_unit_test(test_interrupt_finished_task),
         cmocka_unit_test(test_stop_and_restart),
         cmocka_unit_test(test_environment_settings),
     };

@@ -26,6 +26,12 @@
  * Closing: put on a closed channel fails with DISCO_ECLOSED; items put
  * before the close are still taken, after which take fails with
  * DISCO_ECLOSED. Close wakes every waiter.
+ *
+ * Interruption (see disco/task.h): put, take, fetch and wait fail with
+ * DISCO_EINTERRUPTED when the calling task is interrupted while they wait.
+ * An interrupted take has taken nothing and an interrupted put has
+ * delivered nothing, so no item is lost or duplicated; an item that was
+ * handed over before the interrupt is kept, and the call returns 0.
  */
 #ifndef DISCO_CHANNEL_H
 #define DISCO_CHANNEL_H
@@ -56,11 +62,13 @@ DISCO_API size_t disco_channel_capacity(const disco_channel *ch);
 DISCO_API size_t disco_channel_elem_size(const disco_channel *ch);
 
 /* Copies elem_size bytes from item into the channel, waiting while it is
- * full (or, unbuffered, until a taker has it). 0 or DISCO_ECLOSED. */
+ * full (or, unbuffered, until a taker has it). 0, DISCO_ECLOSED or
+ * DISCO_EINTERRUPTED. */
 DISCO_API int disco_put(disco_channel *ch, const void *item);
 
 /* Removes the oldest item into out, waiting while the channel is empty.
- * 0, or DISCO_ECLOSED when the channel is closed and empty. */
+ * 0, DISCO_ECLOSED when the channel is closed and empty, or
+ * DISCO_EINTERRUPTED. */
 DISCO_API int disco_take(disco_channel *ch, void *out);
 
 /* Like disco_take but leaves the item in the channel (Julia's fetch). On an
@@ -71,8 +79,8 @@ DISCO_API int disco_fetch(disco_channel *ch, void *out);
  * putter is waiting). */
 DISCO_API bool disco_isready(disco_channel *ch);
 
-/* Waits until an item is ready: 0, or DISCO_ECLOSED if the channel is
- * closed and empty. */
+/* Waits until an item is ready: 0, DISCO_ECLOSED if the channel is closed
+ * and empty, or DISCO_EINTERRUPTED. */
 DISCO_API int disco_wait(disco_channel *ch);
 
 /* Closes the channel (idempotent) and wakes every waiter. Always 0. */

@@ -21,6 +21,21 @@
  *                     message naming the task)
  *   DISCO_BIND        0 leaves the scheduler threads unbound
  *
+ * Interruption (Julia's interrupt): the runtime may interrupt a task, as
+ * disco_interrupt does to the remote calls running on a worker. Waiting
+ * calls are interruptible: disco_sleep, disco_timedwait, disco_task_join,
+ * disco_event_wait, disco_cond_wait, and disco_put, disco_take, disco_fetch
+ * and disco_wait on local channels. When the calling task is interrupted
+ * while such a call waits, or already was when the call has to wait, the
+ * call returns DISCO_EINTERRUPTED (the last error says "task N
+ * interrupted") without having done its work: a take took no item, a put
+ * delivered none. A call that need not wait completes as usual, and a
+ * wake-up that raced with the interrupt wins. The interruption is sticky:
+ * every later wait of the task fails the same way, so the task unwinds;
+ * code that computes without waiting polls disco_interrupted. Threads
+ * outside the scheduler are never interrupted; disco_mutex_lock and
+ * disco_sync_end always wait.
+ *
  * Julia names: @async -> disco_async, wait/fetch(task) -> disco_task_join,
  * @sync -> disco_sync_begin/disco_sync_end, yield -> disco_yield,
  * sleep -> disco_sleep, timedwait -> disco_timedwait, Event -> disco_event,
@@ -92,6 +107,8 @@ DISCO_API disco_task *disco_async_attr(disco_task_fn fn, void *arg,
  * Waits for the task to finish, stores its result in *result_p (if not
  * NULL), releases the handle and returns the task's status. On failure the
  * task's error becomes the caller's last error (Julia's TaskFailedException).
+ * DISCO_EINTERRUPTED if the calling task is interrupted while it waits:
+ * then the handle is not released and must still be joined or detached.
  */
 DISCO_API int disco_task_join(disco_task *task, void **result_p);
 
@@ -114,15 +131,26 @@ DISCO_API const char *disco_task_name(const disco_task *task);
 /* Lets other runnable tasks run; returns at once outside a task. */
 DISCO_API void disco_yield(void);
 
+/*
+ * True when the calling task has been interrupted (see the top of this
+ * file); false outside tasks. A long computation polls it to stop early:
+ *
+ *     for (i = 0; i < n && !disco_interrupted(); i++) step(i);
+ *     if (i < n) return disco_error_set(DISCO_EINTERRUPTED, "stopped");
+ */
+DISCO_API bool disco_interrupted(void);
+
 /* Sleeps at least `seconds` (>= 0): parks the task, or sleeps the thread
- * outside a task. DISCO_EINVAL for a negative or NaN duration. */
+ * outside a task. DISCO_EINVAL for a negative or NaN duration,
+ * DISCO_EINTERRUPTED if the task is interrupted. */
 DISCO_API int disco_sleep(double seconds);
 
 /*
  * Julia's timedwait: calls test(arg) every pollint seconds until it returns
  * true (returns 0) or `seconds` have passed (returns DISCO_ETIMEDOUT). test
  * is called at least once, first right away. DISCO_EINVAL for a negative
- * timeout or a pollint that is not positive.
+ * timeout or a pollint that is not positive; DISCO_EINTERRUPTED if the
+ * calling task is interrupted.
  */
 DISCO_API int disco_timedwait(bool (*test)(void *arg), void *arg, double seconds,
                     double pollint);
@@ -161,7 +189,9 @@ typedef struct disco_event {
 
 DISCO_API void disco_event_init(disco_event *ev, bool autoreset);
 DISCO_API void disco_event_notify(disco_event *ev);
-DISCO_API void disco_event_wait(disco_event *ev);
+/* Waits until the event is set: 0, or DISCO_EINTERRUPTED if the calling
+ * task is interrupted first (an autoreset event stays set for another). */
+DISCO_API int disco_event_wait(disco_event *ev);
 DISCO_API void disco_event_reset(disco_event *ev);
 DISCO_API bool disco_event_isset(disco_event *ev);
 
@@ -186,8 +216,10 @@ DISCO_API void disco_mutex_unlock(disco_mutex *m);
 
 DISCO_API void disco_cond_init(disco_cond *c);
 /* Atomically releases m and waits for a notify, then re-acquires m. As with
- * every condition variable, re-check the predicate in a loop. */
-DISCO_API void disco_cond_wait(disco_cond *c, disco_mutex *m);
+ * every condition variable, re-check the predicate in a loop. 0, or
+ * DISCO_EINTERRUPTED if the calling task is interrupted while it waits; m
+ * is held again in both cases. */
+DISCO_API int disco_cond_wait(disco_cond *c, disco_mutex *m);
 DISCO_API void disco_cond_notify_one(disco_cond *c);
 DISCO_API void disco_cond_notify_all(disco_cond *c);
 

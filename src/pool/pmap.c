@@ -521,7 +521,7 @@ int disco_pmap(disco_function fn, const disco_value *collections, size_t ncollec
     }
     disco_mutex_lock(&r.lock);
     while (r.tasks > 0)
-        disco_cond_wait(&r.changed, &r.lock);
+        disco__cond_wait_uninterruptible(&r.changed, &r.lock); /* drivers use r */
     disco_mutex_unlock(&r.lock);
     report(&r, true);
     if (r.stop) {

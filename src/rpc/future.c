@@ -139,8 +139,8 @@ int disco_future_wait(disco_future *f)
 {
     if (!f)
         return disco_error_set(DISCO_EINVAL, "disco_future_wait: NULL future");
-    if (!atomic_load_explicit(&f->ready, memory_order_acquire))
-        disco_event_wait(&f->done);
+    if (!atomic_load_explicit(&f->ready, memory_order_acquire) && disco_event_wait(&f->done))
+        return DISCO_EINTERRUPTED; /* the last error says so */
     if (f->status) {
         disco_error *e = f->err ? disco_error_copy(f->err) : NULL;
         if (e)

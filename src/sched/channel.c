@@ -255,10 +255,26 @@ static void wake_all_waiting(disco_channel *ch, disco__waitq *q)
     disco__waiters_wake_list(all, 0);
 }
 
+/* Takes an interrupted waiter back from whichever queue of the channel
+ * holds it (a disco__cancel_fn). */
+static bool cancel_waiter(void *chan, disco__waiter *w)
+{
+    disco_channel *ch = chan;
+    disco__spin_lock(&ch->lock);
+    bool removed = disco__waitq_remove_locked(&ch->takers, w) ||
+                   disco__waitq_remove_locked(&ch->putters, w) ||
+                   disco__waitq_remove_locked(&ch->watchers, w);
+    disco__spin_unlock(&ch->lock);
+    return removed;
+}
+
 /*
  * Ring slow path: queue on q, then retry `attempt` once more; sleep only if
  * it still fails and the channel is open. Returns 1 when the retry
- * succeeded, 0 after a sleep (caller retries), DISCO_ECLOSED when closed.
+ * succeeded, DISCO_ECLOSED when closed, else how the sleep ended: 0 when
+ * woken (caller retries), DISCO_ECLOSED or DISCO_EINTERRUPTED. Wakers pick
+ * waiters under ch->lock, so an interrupted waiter was picked by none: it
+ * took no item and no wake-up meant for another.
  */
 static int sleep_on(disco_channel *ch, disco__waitq *q,
                     bool (*attempt)(disco_channel *, void *), void *arg)
@@ -279,8 +295,7 @@ static int sleep_on(disco_channel *ch, disco__waitq *q,
         return rc;
     }
     disco__spin_unlock(&ch->lock);
-    disco__waiter_wait(&w);
-    return 0;
+    return disco__waiter_wait_intr(&w, cancel_waiter, ch);
 }
 
 static bool attempt_push(disco_channel *ch, void *item) { return ring_push(ch, item); }
@@ -311,6 +326,8 @@ static int ring_put(disco_channel *ch, const void *item)
             break;
         if (rc == DISCO_ECLOSED)
             return disco_error_set(DISCO_ECLOSED, "put on a closed channel");
+        if (rc == DISCO_EINTERRUPTED)
+            return rc; /* the item was not put */
     }
     after_put(ch);
     return 0;
@@ -331,6 +348,8 @@ static int ring_get(disco_channel *ch, bool (*attempt)(disco_channel *, void *),
         int rc = sleep_on(ch, q, attempt, out);
         if (rc == 1)
             return 0;
+        if (rc == DISCO_EINTERRUPTED)
+            return rc;
         /* DISCO_ECLOSED or woken: loop (drains what is left first) */
     }
 }
@@ -401,8 +420,10 @@ static int locked_put(disco_channel *ch, const void *item)
     disco__waitq_push_locked(&ch->putters, &w);
     disco__spin_unlock(&ch->lock);
     disco__waiters_wake_list(watchers, 0);
-    int rc = disco__waiter_wait(&w);
-    return rc ? disco_error_set(rc, "put on a closed channel") : 0;
+    /* Takers copy the item and pop us under ch->lock: interrupted, we were
+     * popped by none and the item was not delivered. */
+    int rc = disco__waiter_wait_intr(&w, cancel_waiter, ch);
+    return rc == DISCO_ECLOSED ? disco_error_set(rc, "put on a closed channel") : rc;
 }
 
 /* What a locked-mode get does with the ready item. */
@@ -444,7 +465,10 @@ static int locked_get(disco_channel *ch, void *out, get_kind kind)
          * wait only watch. */
         disco__waitq_push_locked(kind == GET_TAKE ? &ch->takers : &ch->watchers, &w);
         disco__spin_unlock(&ch->lock);
-        if (disco__waiter_wait(&w) == 0 && kind == GET_TAKE)
+        int rc = disco__waiter_wait_intr(&w, cancel_waiter, ch);
+        if (rc == DISCO_EINTERRUPTED)
+            return rc; /* no putter picked us: nothing was copied */
+        if (rc == 0 && kind == GET_TAKE)
             return 0; /* a putter copied the item into out */
         /* woken by a close or as a watcher: look again */
     }

@@ -41,21 +41,23 @@ static bool event_pass(event_impl *e)
         &e->set, &one, 0, memory_order_acquire, memory_order_relaxed);
 }
 
-void disco_event_wait(disco_event *ev)
+int disco_event_wait(disco_event *ev)
 {
     event_impl *e = (event_impl *)ev;
     if (event_pass(e))
-        return;
+        return 0;
     disco__waiter w;
     disco__waiter_init(&w);
     disco__spin_lock(&e->q.lock);
     if (event_pass(e)) { /* notify ran between the fast check and the lock */
         disco__spin_unlock(&e->q.lock);
-        return;
+        return 0;
     }
     disco__waitq_push_locked(&e->q, &w);
     disco__spin_unlock(&e->q.lock);
-    disco__waiter_wait(&w);
+    /* A notify that pops us first is not lost: we pass (and, autoreset,
+     * consume it); taken back by an interrupt, we consumed nothing. */
+    return disco__waiter_wait_intr(&w, disco__waitq_cancel, &e->q);
 }
 
 void disco_event_notify(disco_event *ev)
@@ -141,7 +143,7 @@ void disco_cond_init(disco_cond *cv)
     disco__waitq_init(&((cond_impl *)cv)->q);
 }
 
-void disco_cond_wait(disco_cond *cv, disco_mutex *mu)
+static int cond_wait(disco_cond *cv, disco_mutex *mu, bool interruptible)
 {
     cond_impl *c = (cond_impl *)cv;
     disco__waiter w;
@@ -152,8 +154,20 @@ void disco_cond_wait(disco_cond *cv, disco_mutex *mu)
     disco__waitq_push_locked(&c->q, &w);
     disco__spin_unlock(&c->q.lock);
     disco_mutex_unlock(mu);
-    disco__waiter_wait(&w);
-    disco_mutex_lock(mu);
+    int rc = interruptible ? disco__waiter_wait_intr(&w, disco__waitq_cancel, &c->q)
+                           : disco__waiter_wait(&w);
+    disco_mutex_lock(mu); /* held again on every return, as callers expect */
+    return rc;
+}
+
+int disco_cond_wait(disco_cond *cv, disco_mutex *mu)
+{
+    return cond_wait(cv, mu, true);
+}
+
+void disco__cond_wait_uninterruptible(disco_cond *cv, disco_mutex *mu)
+{
+    cond_wait(cv, mu, false);
 }
 
 void disco_cond_notify_one(disco_cond *cv)

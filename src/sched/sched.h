@@ -44,11 +44,12 @@
  * static TLS room for this, also for a dlopen'ed libdisco). */
 #define DISCO__TLS __thread __attribute__((tls_model("initial-exec")))
 
-/* Task states. RUNNABLE: queued. NOTIFIED: an unpark arrived while the task
- * was running or on its way to park; its next park returns at once. */
+/* Task states. RUNNABLE: queued or running. NOTIFIED: an unpark arrived
+ * while the task was runnable or on its way to park; its next park returns
+ * at once. After creation every change of state is a read-modify-write
+ * (see disco__task_unpark). */
 enum {
     TASK_RUNNABLE,
-    TASK_RUNNING,
     TASK_PARKING,
     TASK_PARKED,
     TASK_NOTIFIED,
@@ -77,6 +78,14 @@ struct disco_task {
      * settles the race between a finishing task and its joiner. */
     _Atomic(disco__waiter *) joiner;
     _Atomic int refs; /* handle + the running task itself */
+    /* Interruption (interrupt.c), zeroed at allocation. `interrupted` is
+     * sticky. wait_lock guards the interruptible wait the task is in: its
+     * waiter (NULL when none) and how to take it back from its queue. */
+    atomic_bool interrupted;
+    disco__spin wait_lock;
+    disco__waiter *wait;
+    disco__cancel_fn wait_cancel;
+    void *wait_arg;
     uint64_t id;
     char *name;
     struct disco_task *next_free;
@@ -227,11 +236,19 @@ void disco__count_foreign_spawn(int delta);
 /* Timers: cb(arg) runs on a scheduler thread at or after deadline_ns
  * (disco__now_ns clock). DISCO_ENOMEM. */
 int disco__timer_add(uint64_t deadline_ns, void (*cb)(void *), void *arg);
+/* Removes the pending timer (cb, arg): true if it was pending, false if it
+ * has run or is running (O(timers); for interrupted sleeps). */
+bool disco__timer_cancel(void (*cb)(void *), void *arg);
 /* Earliest pending deadline, UINT64_MAX when none. */
 uint64_t disco__timer_next(void);
 /* Runs the callbacks of every timer due at now; returns how many ran. */
 unsigned disco__timer_run_due(uint64_t now);
 void disco__timer_fini(void);
+
+/* disco_cond_wait that an interrupt does not end, for a wait that must
+ * outlast the tasks it waits for (they use the waiter's stack); the
+ * interrupt stays pending for the task's next interruptible wait. */
+void disco__cond_wait_uninterruptible(disco_cond *c, disco_mutex *m);
 
 /* Sync scopes (sync.c): called by disco_async and by task completion. */
 void disco__sync_add(struct disco__sync_impl *s);

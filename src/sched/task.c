@@ -322,7 +322,6 @@ static disco__worker *run_body_inline(disco_task *t)
     t->tsan_fiber = host->tsan_fiber;
 #endif
     w->current = t;
-    atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
     t->status = t->fn(t->arg, &t->result);
     w = disco__self();
     w->current = host;
@@ -353,7 +352,6 @@ void disco__task_run(disco__worker *w, disco_task *t)
 #endif
     }
     w->current = t;
-    atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
     switch_to(&w->ctx, &t->ctx, ASAN_SLOT(w), t->stack.lo, t->stack.size,
               TSAN_FIBER(t));
     /* Not necessarily t: if t was run inline on a host's stack and has
@@ -361,18 +359,18 @@ void disco__task_run(disco__worker *w, disco_task *t)
     t = w->leaving;
     w->current = NULL;
     switch (t->leave) {
-    case LEAVE_YIELD:
-        atomic_store_explicit(&t->state, TASK_RUNNABLE, memory_order_relaxed);
+    case LEAVE_YIELD: /* still RUNNABLE (or NOTIFIED, as good) */
         disco__schedule_yield(t);
         break;
     case LEAVE_PARK: {
         int s = TASK_PARKING;
         /* acq_rel CAS: pairs with the CAS in unpark. If an unpark came
-         * while the task was on its way out (NOTIFIED), run it again. */
+         * while the task was on its way out (NOTIFIED), run it again;
+         * an exchange, not a store, for the reason in unpark. */
         if (!atomic_compare_exchange_strong_explicit(
                 &t->state, &s, TASK_PARKED, memory_order_acq_rel,
                 memory_order_acquire)) {
-            atomic_store_explicit(&t->state, TASK_RUNNABLE, memory_order_relaxed);
+            atomic_exchange_explicit(&t->state, TASK_RUNNABLE, memory_order_acq_rel);
             disco__schedule(t);
         }
         break;
@@ -387,41 +385,40 @@ void disco__task_park(void)
 {
     disco__worker *w = disco__self();
     disco_task *t = w->current;
-    int s = TASK_RUNNING;
-    /* A pending unpark (NOTIFIED) is consumed here instead of parking. */
+    int s = TASK_RUNNABLE;
+    /* A pending unpark (NOTIFIED) is consumed here instead of parking,
+     * with an exchange, not a store, for the reason in unpark. */
     if (!atomic_compare_exchange_strong_explicit(&t->state, &s, TASK_PARKING,
                                                  memory_order_acq_rel,
                                                  memory_order_acquire)) {
-        atomic_store_explicit(&t->state, TASK_RUNNING, memory_order_relaxed);
+        atomic_exchange_explicit(&t->state, TASK_RUNNABLE, memory_order_acq_rel);
         return;
     }
     disco__task_switch_out(t, LEAVE_PARK);
 }
 
+/*
+ * The waker has published its news (a waiter's signal) before calling
+ * this, and the task checks the news before it parks. Both sides change
+ * the state with read-modify-writes only, even where the value stays the
+ * same (NOTIFIED stays NOTIFIED): so one side reads what the other wrote
+ * (acq_rel), and either the task sees the news or we see it running or
+ * parked and notify or wake it. A plain load here, or a plain store on the
+ * task's side, lets both read stale values (store buffers) and the task
+ * park for good with the news unseen.
+ */
 void disco__task_unpark(disco_task *t)
 {
-    int s = atomic_load_explicit(&t->state, memory_order_acquire);
+    int s = atomic_load_explicit(&t->state, memory_order_relaxed);
     for (;;) {
-        switch (s) {
-        case TASK_PARKED:
-            if (atomic_compare_exchange_weak_explicit(
-                    &t->state, &s, TASK_RUNNABLE, memory_order_acq_rel,
-                    memory_order_acquire)) {
-                disco__schedule_woken(t);
-                return;
-            }
+        int next = s == TASK_PARKED ? TASK_RUNNABLE : TASK_NOTIFIED;
+        if (atomic_compare_exchange_weak_explicit(&t->state, &s, next,
+                                                  memory_order_acq_rel,
+                                                  memory_order_relaxed))
             break;
-        case TASK_RUNNING:
-        case TASK_PARKING:
-            if (atomic_compare_exchange_weak_explicit(
-                    &t->state, &s, TASK_NOTIFIED, memory_order_acq_rel,
-                    memory_order_acquire))
-                return;
-            break;
-        default: /* RUNNABLE or NOTIFIED: it will run and look */
-            return;
-        }
     }
+    if (s == TASK_PARKED)
+        disco__schedule_woken(t);
 }
 
 void disco_yield(void)
@@ -432,6 +429,19 @@ void disco_yield(void)
 }
 
 static bool is_task(disco_task *t, void *want) { return t == want; }
+
+/* Takes an interrupted joiner's waiter back out of the joined task, unless
+ * task_complete has already exchanged it for TASK_DONE. */
+static bool cancel_join(void *task, disco__waiter *w)
+{
+    disco_task *t = task;
+    disco__waiter *expect = w;
+    /* relaxed: the slot's own value is all this settles; the task's
+     * completion and a later join or detach meet on it with acq_rel. */
+    return atomic_compare_exchange_strong_explicit(&t->joiner, &expect, NULL,
+                                                   memory_order_relaxed,
+                                                   memory_order_relaxed);
+}
 
 int disco_task_join(disco_task *t, void **result_p)
 {
@@ -460,8 +470,11 @@ int disco_task_join(disco_task *t, void **result_p)
          * the acquire load of TASK_DONE pairs with task_finish's exchange. */
         if (atomic_compare_exchange_strong_explicit(&t->joiner, &expect, &w,
                                                     memory_order_acq_rel,
-                                                    memory_order_acquire))
-            disco__waiter_wait(&w);
+                                                    memory_order_acquire)) {
+            int rc = disco__waiter_wait_intr(&w, cancel_join, t);
+            if (rc)
+                return rc; /* interrupted: the handle is still the caller's */
+        }
     }
     int status = t->status;
     if (result_p)

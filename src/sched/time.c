@@ -8,6 +8,12 @@
 
 static void wake_sleeper(void *arg) { disco__waiter_wake(arg, 0); }
 
+static bool cancel_sleep(void *unused, disco__waiter *w)
+{
+    (void)unused;
+    return disco__timer_cancel(wake_sleeper, w);
+}
+
 int disco_sleep(double seconds)
 {
     if (!(seconds >= 0))
@@ -19,8 +25,7 @@ int disco_sleep(double seconds)
         disco__waiter_init(&w);
         if (disco__timer_add(disco__now_ns() + ns, wake_sleeper, &w) != 0)
             return disco_error_set(DISCO_ENOMEM, "disco_sleep: no memory");
-        disco__waiter_wait(&w);
-        return 0;
+        return disco__waiter_wait_intr(&w, cancel_sleep, NULL);
     }
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
                           .tv_nsec = (long)(ns % 1000000000u)};

@@ -79,6 +79,25 @@ int disco__timer_add(uint64_t deadline, void (*cb)(void *), void *arg)
     return 0;
 }
 
+bool disco__timer_cancel(void (*cb)(void *), void *arg)
+{
+    disco__spin_lock(&T.lock);
+    size_t i = 0;
+    while (i < T.n && (T.heap[i].cb != cb || T.heap[i].arg != arg))
+        i++;
+    bool found = i < T.n;
+    if (found) {
+        T.heap[i] = T.heap[--T.n];
+        if (i < T.n) { /* the last entry took its place: restore order */
+            sift_up(i);
+            sift_down(i);
+        }
+        publish_next();
+    }
+    disco__spin_unlock(&T.lock);
+    return found;
+}
+
 uint64_t disco__timer_next(void)
 {
     return atomic_load_explicit(&T.next, memory_order_relaxed);

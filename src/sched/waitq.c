@@ -66,7 +66,7 @@ void disco__waitq_push_locked(disco__waitq *q, disco__waiter *w)
     atomic_fetch_add_explicit(&q->n, 1, memory_order_seq_cst);
 }
 
-void disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w)
+bool disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w)
 {
     disco__waiter *prev = NULL;
     for (disco__waiter *p = q->head; p; prev = p, p = p->next) {
@@ -79,8 +79,18 @@ void disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w)
         if (q->tail == p)
             q->tail = prev;
         atomic_fetch_sub_explicit(&q->n, 1, memory_order_relaxed);
-        return;
+        return true;
     }
+    return false;
+}
+
+bool disco__waitq_cancel(void *q, disco__waiter *w)
+{
+    disco__waitq *wq = q;
+    disco__spin_lock(&wq->lock);
+    bool removed = disco__waitq_remove_locked(wq, w);
+    disco__spin_unlock(&wq->lock);
+    return removed;
 }
 
 disco__waiter *disco__waitq_take_all_locked(disco__waitq *q)

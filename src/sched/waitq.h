@@ -8,11 +8,16 @@
  * blocked caller's stack; a wait queue links them under a spinlock held for
  * a few instructions. `n` mirrors the queue length so that wakers can skip
  * the lock when nobody waits (see the Dekker pairing in channel.c).
+ *
+ * Interruptible waits (interrupt.c) also say how to take the waiter back
+ * from whoever would wake it, so that an interrupt ends the wait only if no
+ * waker has picked the waiter yet: no wake-up is lost.
  */
 #ifndef DISCO_SCHED_WAITQ_H
 #define DISCO_SCHED_WAITQ_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -34,6 +39,24 @@ int disco__waiter_wait(disco__waiter *w);
 /* Wakes w with result. After this w may be gone: do not touch it. */
 void disco__waiter_wake(disco__waiter *w, int result);
 
+/*
+ * Takes w back from the queue (or timer, or join slot) that holds it: true
+ * if it did, so that nobody will wake w; false if a waker already has w and
+ * will wake it. An interrupter calls it with the waiting task's wait lock
+ * held, so it may only take locks that nobody holds while taking that one
+ * (the queue and timer spinlocks).
+ */
+typedef bool (*disco__cancel_fn)(void *arg, disco__waiter *w);
+
+/*
+ * Like disco__waiter_wait, but interruptible (interrupt.c): if the waiting
+ * task is interrupted, or already was, and cancel(arg, w) takes w back, the
+ * wait ends with DISCO_EINTERRUPTED and the last error says so. A wake-up
+ * that wins the race is returned as usual. w must be queued already. Threads
+ * outside tasks are never interrupted.
+ */
+int disco__waiter_wait_intr(disco__waiter *w, disco__cancel_fn cancel, void *arg);
+
 typedef struct disco__waitq {
     disco__spin lock;
     _Atomic size_t n;
@@ -46,8 +69,10 @@ void disco__waitq_push_locked(disco__waitq *q, disco__waiter *w);
 /* Lock held: remove and return the oldest waiter, or NULL. */
 disco__waiter *disco__waitq_pop_locked(disco__waitq *q);
 /* Lock held: unlink w if it is queued (O(n); for a waiter that found what
- * it waited for before sleeping). */
-void disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w);
+ * it waited for before sleeping, or that is interrupted); true if it was. */
+bool disco__waitq_remove_locked(disco__waitq *q, disco__waiter *w);
+/* A disco__cancel_fn for waiters queued on the waitq arg under its lock. */
+bool disco__waitq_cancel(void *q, disco__waiter *w);
 /* Lock held: empty the queue and return its waiters as a list. */
 disco__waiter *disco__waitq_take_all_locked(disco__waitq *q);
 /* Wakes every waiter of a list from disco__waitq_take_all_locked. */
