@@ -132,6 +132,29 @@ static int spin_forever(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(spin_forever)
 
+/* Tells the master it runs, then sleeps args[0] s; returns what the sleep
+ * returned (the runtime fails an interrupted call whatever it returns). */
+static int poke_and_nap(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    disco_remote_do(poke, 1, NULL, 0);
+    int rc = disco_sleep(args[0].f);
+    *result = disco_i64(rc);
+    return 0;
+}
+DISCO_FUNCTION(poke_and_nap)
+
+/* Tells the master, then computes until interrupted (polling). */
+static int poke_and_spin(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    disco_remote_do(poke, 1, NULL, 0);
+    while (!disco_interrupted())
+        disco_yield();
+    return 0;
+}
+DISCO_FUNCTION(poke_and_spin)
+
 /* A result of args[0] bytes. */
 static int bytes_of(const disco_value *args, size_t n, disco_value *result)
 {
@@ -429,6 +452,54 @@ static void test_call_to_self(void **state)
     disco_event_wait(&poked);
 }
 
+/* Starts fn on pid and waits until it has told us it runs. */
+static disco_future *start_poking(disco_function fn, int pid, double secs)
+{
+    disco_event_init(&poked, false);
+    disco_value x = disco_f64(secs);
+    disco_future *f = disco_remotecall(fn, pid, &x, 1);
+    assert_non_null(f);
+    disco_event_wait(&poked);
+    return f;
+}
+
+static void test_interrupt(void **state)
+{
+    (void)state;
+    int w[2];
+    assert_int_equal(disco_addprocs(2, NULL, w), 2);
+    /* A sleeping call is woken; its future fails; the worker goes on. */
+    disco_future *f = start_poking(poke_and_nap, w[0], 60);
+    assert_int_equal(disco_interrupt(&w[0], 1), 0);
+    assert_int_equal(disco_future_wait(f), DISCO_EINTERRUPTED);
+    assert_int_equal(disco_error_pid(disco_last_error()), w[0]);
+    assert_non_null(strstr(disco_error_message(disco_last_error()),
+                           "'poke_and_nap' interrupted on worker"));
+    disco_future_release(f);
+    disco_value x = disco_i64(6), r;
+    assert_int_equal(disco_remotecall_fetch(square, w[0], &x, 1, &r), 0);
+    assert_int_equal(r.i, 36);
+    /* A computing call that polls disco_interrupted; all workers at once. */
+    disco_future *g = start_poking(poke_and_spin, w[1], 0);
+    f = start_poking(poke_and_nap, w[0], 60);
+    assert_int_equal(disco_interrupt(NULL, 0), 0);
+    assert_int_equal(disco_future_wait(g), DISCO_EINTERRUPTED);
+    assert_int_equal(disco_future_wait(f), DISCO_EINTERRUPTED);
+    disco_future_release(f);
+    disco_future_release(g);
+    /* A later call is not affected; nor is anything when nothing runs. */
+    assert_int_equal(disco_interrupt(&w[1], 1), 0);
+    assert_int_equal(disco_remotecall_fetch(square, w[1], &x, 1, &r), 0);
+    int nobody = 99;
+    assert_int_equal(disco_interrupt(&nobody, 1), DISCO_ENOPROC);
+    /* A call to this process itself is interrupted too. */
+    f = start_poking(poke_and_nap, 1, 60);
+    assert_int_equal(disco_interrupt((int[]){1}, 1), 0);
+    assert_int_equal(disco_future_wait(f), DISCO_EINTERRUPTED);
+    disco_future_release(f);
+    assert_int_equal(disco_rmprocs(w, 2, 10), 0);
+}
+
 static void test_rmprocs_async_and_stuck_worker(void **state)
 {
     (void)state;
@@ -571,6 +642,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),
         cmocka_unit_test(test_rmprocs),
         cmocka_unit_test(test_call_to_self),
+        cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_rmprocs_async_and_stuck_worker),
         cmocka_unit_test(test_max_frame),
         cmocka_unit_test(test_remote_do_error_reported),

@@ -21,6 +21,23 @@
  * default 64 MiB; workers inherit the master's): a larger one fails with
  * DISCO_EMSGSIZE at the side that would send it.
  *
+ * Progress: messages are read by the scheduler's idle threads, and by a
+ * thread outside the scheduler (the program's main thread) while it waits
+ * for a future or a channel. DISCO_PROGRESS chooses how they wait:
+ *   adaptive (default)  spin, reading the network, for DISCO_SPIN_US
+ *                       microseconds (default 100), then sleep in the
+ *                       kernel until a message arrives: round trips that
+ *                       come back within the budget cost no wake-up, and
+ *                       an idle process costs no CPU after the budget;
+ *   poll                never sleep: the lowest latency, one core busy per
+ *                       waiting thread and per idle scheduler thread (MPI's
+ *                       busy-wait; for dedicated nodes);
+ *   block               sleep at once: the least CPU, a kernel wake-up
+ *                       (several microseconds) on every message.
+ * While a thread outside the scheduler reads the network, the scheduler's
+ * threads leave it to it; a message that arrives when it has just stopped
+ * waiting is read within about a millisecond.
+ *
  * A function body runs as a task on the target, so it may block (sleep,
  * take from a channel, fetch another future). It reports failure by
  * returning a negative status after disco_error_set(...) (disco_throw is the
@@ -115,6 +132,19 @@ DISCO_API bool disco_future_isready(disco_future *f);
 
 /* The process the call runs on. */
 DISCO_API int disco_future_where(const disco_future *f);
+
+/*
+ * Interrupts the calls running on each of the n processes pids (all
+ * workers when pids is NULL), as Julia's interrupt(pids) does with Ctrl-C:
+ * a call blocked in an interruptible wait (sleep, event, channel, join,
+ * future, ...) is woken at once, later waits of the call fail too, and the
+ * call's future fails with DISCO_EINTERRUPTED whatever the function
+ * returns. A function computing without waiting stops only if it polls
+ * disco_interrupted(). Calls that start later are not affected; the
+ * process goes on serving. Returns 0 or the first failure (DISCO_ENOPROC
+ * for an unknown pid; the other pids are still interrupted).
+ */
+DISCO_API int disco_interrupt(const int *pids, int n);
 
 /* Drops the caller's reference; the future and its value are freed. A
  * still-running call completes on the worker and its result is discarded. */

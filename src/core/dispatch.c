@@ -10,6 +10,7 @@
 
 #include "base/error_internal.h"
 #include "cluster/worker_boot.h"
+#include "core/running.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
@@ -176,7 +177,15 @@ static int run_call(void *arg, void **unused)
     call *c = arg;
     disco_value result = disco_nil();
     disco_error_clear();
+    disco__running running;
+    disco__running_enter(&running);
     int rc = c->fn(c->args.list.items, c->args.list.n, &result);
+    disco__running_leave(&running);
+    /* Interrupted while it ran: the call fails whatever the function
+     * returned (C cannot tell whether it handled the interruption). */
+    if (disco_interrupted())
+        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on worker %d",
+                             c->name, disco__rt.myid);
     if (c->h.kind == DISCO__FRAME_REMOTE_DO) {
         if (rc) {
             char msg[512] = "";
@@ -318,6 +327,9 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
     case DISCO__FRAME_IDENTIFY_ACK: /* another worker accepted our dial */
         if (disco__rt.worker && p->pid > 1 && atomic_load(&p->state) == PEER_AUTH)
             disco__peer_set_ready(p);
+        return 0;
+    case DISCO__FRAME_INTERRUPT:
+        disco__running_interrupt_all();
         return 0;
     case DISCO__FRAME_SHUTDOWN:
         if (disco__rt.worker && p->pid == 1)

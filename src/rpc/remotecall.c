@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "base/error_internal.h"
+#include "core/running.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
@@ -25,7 +26,13 @@ static int run_local(void *arg, void **unused)
     local_call *c = arg;
     disco_value result = disco_nil(), owned = disco_nil();
     disco_error_clear();
+    disco__running running;
+    disco__running_enter(&running);
     int rc = c->fn(c->args.list.items, c->args.list.n, &result);
+    disco__running_leave(&running);
+    if (disco_interrupted()) /* as for a remote call: see dispatch.c */
+        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on process %d",
+                             disco_function_name(c->fn), disco__rt.myid);
     /* The result may borrow the arguments or the function's memory: the
      * future keeps its own copy. */
     if (rc == 0 && c->reply)

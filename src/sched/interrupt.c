@@ -75,6 +75,14 @@ int disco__waiter_wait_intr(disco__waiter *w, disco__cancel_fn cancel, void *arg
 bool disco_interrupted(void)
 {
     disco_task *t = disco_current_task();
+    if (!t)
+        return false;
+    /* A loop that polls this without ever waiting may hold the only thread
+     * of its process: read the network now and then, or the interrupt
+     * would never arrive. */
+    static DISCO__TLS unsigned polls;
+    if ((++polls & 1023) == 0)
+        disco__sched_poll_network();
     /* relaxed: a poll; the flag publishes nothing else. */
-    return t && atomic_load_explicit(&t->interrupted, memory_order_relaxed);
+    return atomic_load_explicit(&t->interrupted, memory_order_relaxed);
 }

@@ -23,6 +23,11 @@
 
 #define DEFAULT_STACK_SIZE (256 * 1024)
 #define SPIN_ROUNDS 256    /* idle polls before a worker sleeps */
+#define BUSY_POLL_EVERY 64 /* tasks run between network polls when busy */
+/* A worker sleeping while threads outside the scheduler drive the network
+ * (see disco__sched_foreign_spin) wakes this often to see whether they
+ * still do; if not, it takes the network over. */
+#define FOREIGN_LEASE_NS 1000000
 #define INJECT_EVERY 61    /* check the injection queue for fairness */
 
 static struct {
@@ -51,7 +56,16 @@ static struct {
     _Alignas(64) _Atomic(const disco__progress_hook *) progress;
     disco__spin progress_lock;
     atomic_bool progress_blocked;
+    /* DISCO_PROGRESS (see disco/rpc.h) and the adaptive spin budget. */
+    int mode;
+    uint64_t spin_ns;
+    /* Threads outside the scheduler polling the network while they wait,
+     * and when the last one stopped (its lease, FOREIGN_LEASE_NS). */
+    _Atomic unsigned foreign_pollers;
+    _Atomic uint64_t foreign_until;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+enum { PROGRESS_ADAPTIVE, PROGRESS_POLL, PROGRESS_BLOCK };
 
 void disco__sched_set_progress(const disco__progress_hook *hook)
 {
@@ -316,6 +330,46 @@ static bool work_visible(void)
     return disco__timer_next() <= disco__now_ns();
 }
 
+static bool foreign_polling(void)
+{
+    return atomic_load_explicit(&S.foreign_pollers, memory_order_relaxed) ||
+           atomic_load_explicit(&S.foreign_until, memory_order_relaxed) > disco__now_ns();
+}
+
+bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
+{
+    const disco__progress_hook *h = atomic_load_explicit(&S.progress, memory_order_acquire);
+    if (!h || S.mode == PROGRESS_BLOCK)
+        return false;
+    atomic_fetch_add_explicit(&S.foreign_pollers, 1, memory_order_seq_cst);
+    /* A worker asleep in the network poll would keep us out of it. */
+    if (atomic_load_explicit(&S.progress_blocked, memory_order_seq_cst))
+        h->interrupt(h->arg);
+    uint64_t deadline = S.mode == PROGRESS_POLL ? UINT64_MAX : disco__now_ns() + S.spin_ns;
+    bool got;
+    while (!(got = atomic_load_explicit(signal, memory_order_acquire)) &&
+           disco__now_ns() < deadline) {
+        run_progress(0);
+        disco__cpu_relax();
+    }
+    if (got) /* the workers leave the network to us a while longer */
+        atomic_store_explicit(&S.foreign_until, disco__now_ns() + FOREIGN_LEASE_NS,
+                              memory_order_relaxed);
+    else /* hand it back: a worker must sleep in the poll for us */
+        atomic_store_explicit(&S.foreign_until, 0, memory_order_relaxed);
+    atomic_fetch_sub_explicit(&S.foreign_pollers, 1, memory_order_seq_cst);
+    if (!got) {
+        atomic_fetch_add_explicit(&S.epoch, 1, memory_order_release);
+        disco__futex_wake(&S.epoch, 1);
+    }
+    return got;
+}
+
+void disco__sched_poll_network(void)
+{
+    run_progress(0);
+}
+
 /* Called by a searching worker that found nothing for a while: it stops
  * searching and sleeps until woken or the next timer is due. */
 static void worker_idle(void)
@@ -333,10 +387,16 @@ static void worker_idle(void)
             timeout = next > now ? next - now : 0;
         }
         /* Sleep in the network poll if nobody else does, so that a
-         * message wakes us; else on the futex. */
+         * message wakes us; else on the futex. While a thread outside the
+         * scheduler polls the network, leave it to that thread (a sleeper
+         * in epoll_wait would hold the poll) and look again later. */
         int ms = timeout == UINT64_MAX ? -1 : (int)((timeout + 999999) / 1000000);
-        if (timeout && !run_progress(ms))
+        if (foreign_polling()) {
+            disco__futex_wait(&S.epoch, epoch,
+                              timeout < FOREIGN_LEASE_NS ? timeout : FOREIGN_LEASE_NS);
+        } else if (timeout && !run_progress(ms)) {
             disco__futex_wait(&S.epoch, epoch, timeout);
+        }
     }
     atomic_fetch_add_explicit(&S.searching, 1, memory_order_relaxed);
     atomic_fetch_sub_explicit(&S.sleepers, 1, memory_order_relaxed);
@@ -365,6 +425,38 @@ static void bind_worker(disco__worker *w)
     hwloc_bitmap_free(set);
 }
 
+/* Whether an idle worker keeps spinning (polling the network) after idle
+ * rounds since idle_since, by the progress policy. Without a network the
+ * spin is for stealing work only: a fixed number of rounds. */
+static bool spin_more(unsigned idle, uint64_t idle_since)
+{
+    if (!atomic_load_explicit(&S.progress, memory_order_relaxed) || foreign_polling())
+        return idle < SPIN_ROUNDS;
+    switch (S.mode) {
+    case PROGRESS_POLL:
+        return !atomic_load_explicit(&S.stopping, memory_order_relaxed);
+    case PROGRESS_BLOCK:
+        return false;
+    default:
+        return idle < SPIN_ROUNDS || disco__now_ns() - idle_since < S.spin_ns;
+    }
+}
+
+/* DISCO_PROGRESS and DISCO_SPIN_US (see disco/rpc.h). */
+static void read_progress_policy(void)
+{
+    const char *m = getenv("DISCO_PROGRESS");
+    S.mode = PROGRESS_ADAPTIVE;
+    if (m && !strcmp(m, "poll"))
+        S.mode = PROGRESS_POLL;
+    else if (m && !strcmp(m, "block"))
+        S.mode = PROGRESS_BLOCK;
+    else if (m && *m && strcmp(m, "adaptive"))
+        fprintf(stderr, "disco: ignoring DISCO_PROGRESS=%s (poll, adaptive or block)\n", m);
+    long us = disco__env_long("DISCO_SPIN_US", 100);
+    S.spin_ns = us > 0 ? (uint64_t)us * 1000u : 0;
+}
+
 static void *worker_main(void *arg)
 {
     disco__worker *w = arg;
@@ -382,10 +474,18 @@ static void *worker_main(void *arg)
 #ifdef DISCO_TSAN
     w->tsan_fiber = __tsan_get_current_fiber();
 #endif
-    unsigned idle = 0;
+    unsigned idle = 0, busy = 0;
+    uint64_t idle_since = 0;
     bool searching = false;
     for (;;) {
         disco_task *t = find_work(w);
+        /* Busy workers still read the network now and then: a task that
+         * yields in a loop must not keep messages (an interrupt for it)
+         * from arriving. */
+        if (t && ++busy == BUSY_POLL_EVERY) {
+            busy = 0;
+            run_progress(0);
+        }
         if (t) {
             /* The last searcher to find work wakes a sleeper to take over
              * the search: there may be more where this came from. */
@@ -405,10 +505,10 @@ static void *worker_main(void *arg)
             searching = true;
             atomic_fetch_add_explicit(&S.searching, 1, memory_order_seq_cst);
         }
-        if (++idle < SPIN_ROUNDS) {
-            if (idle % 16 == 0) /* poll the network now and then */
-                run_progress(0);
-            else
+        if (idle++ == 0)
+            idle_since = disco__now_ns();
+        if (spin_more(idle, idle_since)) {
+            if (!run_progress(0))
                 disco__cpu_relax();
         } else {
             worker_idle(); /* returns searching again */
@@ -454,6 +554,7 @@ static int start_locked(unsigned n)
     if (S.stack_size < 16 * 1024)
         S.stack_size = 16 * 1024;
     S.bind = disco__env_long("DISCO_BIND", 1) != 0;
+    read_progress_policy();
     long mb = syscall(SYS_membarrier, MEMBARRIER_CMD_QUERY, 0, 0);
     S.heavy_barrier =
         mb > 0 && (mb & MEMBARRIER_CMD_PRIVATE_EXPEDITED) &&

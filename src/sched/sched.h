@@ -169,6 +169,16 @@ typedef struct disco__progress_hook {
 
 void disco__sched_set_progress(const disco__progress_hook *hook);
 
+/* A thread outside the scheduler about to block until *signal is set:
+ * unless the progress policy is `block`, it first polls the network itself
+ * for the spin budget (`poll`: until signal is set), since what it waits
+ * for most likely arrives from there; the scheduler's workers leave the
+ * network to it meanwhile. True if signal was set while it spun. */
+bool disco__sched_foreign_spin(_Atomic uint32_t *signal);
+
+/* Reads the network once if no one else is (from any thread or task). */
+void disco__sched_poll_network(void);
+
 /* Starts the scheduler if it is not running: 0, or a status with the last
  * error set. */
 int disco__sched_ensure(void);

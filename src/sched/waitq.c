@@ -18,7 +18,7 @@ int disco__waiter_wait(disco__waiter *w)
     if (w->task) {
         while (!atomic_load_explicit(&w->signal, memory_order_acquire))
             disco__task_park();
-    } else {
+    } else if (!disco__sched_foreign_spin(&w->signal)) {
         while (!atomic_load_explicit(&w->signal, memory_order_acquire))
             disco__futex_wait(&w->signal, 0, UINT64_MAX);
     }

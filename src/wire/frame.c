@@ -119,6 +119,7 @@ const char *disco__frame_kind_name(int kind)
     case DISCO__FRAME_REF_ADD: return "REF_ADD";
     case DISCO__FRAME_REF_DEL: return "REF_DEL";
     case DISCO__FRAME_SHUTDOWN: return "SHUTDOWN";
+    case DISCO__FRAME_INTERRUPT: return "INTERRUPT";
     default: return "UNKNOWN";
     }
 }
