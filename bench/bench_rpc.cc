@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <vector>
 
@@ -28,6 +29,49 @@ int echo_bytes(const disco_value *args, size_t n, disco_value *result)
 }
 
 int worker_pid;
+
+int os_pid(const disco_value *, size_t, disco_value *result)
+{
+    *result = disco_i64(getpid());
+    return 0;
+}
+
+// Resident memory of a process in KiB, from /proc.
+long rss_kib(long pid)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%ld/status", pid);
+    FILE *f = fopen(path, "r");
+    long kib = -1;
+    while (f && fgets(line, sizeof(line), f))
+        if (sscanf(line, "VmRSS: %ld kB", &kib) == 1)
+            break;
+    if (f)
+        fclose(f);
+    return kib;
+}
+
+// Start-up: disco_addprocs(n) until all have joined, then their removal;
+// the resident memory of an idle worker as a counter.
+void BM_addprocs(benchmark::State &st)
+{
+    const int n = static_cast<int>(st.range(0));
+    std::vector<int> pids(static_cast<size_t>(n));
+    double rss = 0;
+    for (auto _ : st) {
+        if (disco_addprocs(n, nullptr, pids.data()) != n) {
+            st.SkipWithError("addprocs failed");
+            break;
+        }
+        st.PauseTiming();
+        disco_value r;
+        if (disco_remotecall_fetch(os_pid, pids[0], nullptr, 0, &r) == 0)
+            rss = static_cast<double>(rss_kib(static_cast<long>(r.i)));
+        disco_rmprocs(pids.data(), n, 10);
+        st.ResumeTiming();
+    }
+    st.counters["idle_worker_rss_KiB"] = rss;
+}
 
 void BM_remotecall_fetch(benchmark::State &st)
 {
@@ -150,9 +194,11 @@ void BM_tcp_pingpong_busypoll(benchmark::State &st) { tcp_pingpong(st, true); }
 } // namespace
 
 DISCO_FUNCTION(echo_bytes)
+DISCO_FUNCTION(os_pid)
 
 BENCHMARK(BM_remotecall_fetch)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_remotecall_inflight)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_addprocs)->Arg(32)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 
