@@ -341,44 +341,70 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
     }
 }
 
-/* Takes complete frames off p's buffer. */
-static int parse_frames(disco__peer *p)
+/* Handles the complete frames at the start of buf[0..len): *used is what
+ * they took; *need the size of the incomplete frame after them (0: not
+ * known yet). A negative return (a corrupt stream) closes the connection. */
+static int parse(disco__peer *p, const uint8_t *buf, size_t len, size_t *used,
+                 size_t *need)
 {
     size_t off = 0;
     int rc = 0;
-    while (p->rlen - off >= DISCO__FRAME_HEADER_SIZE) {
+    *need = 0;
+    while (len - off >= DISCO__FRAME_HEADER_SIZE) {
         disco__frame_header h;
-        rc = disco__frame_header_decode(p->rbuf + off, p->rlen - off,
-                                        disco__rt.max_payload, &h);
-        if (rc)
-            break; /* a corrupt stream: the caller closes this connection */
-        size_t total = DISCO__FRAME_HEADER_SIZE + (size_t)h.payload_len;
-        if (p->rlen - off < total)
+        if ((rc = disco__frame_header_decode(buf + off, len - off, disco__rt.max_payload, &h)))
             break;
-        if ((rc = handle_frame(p, &h, p->rbuf + off + DISCO__FRAME_HEADER_SIZE)))
+        size_t total = DISCO__FRAME_HEADER_SIZE + (size_t)h.payload_len;
+        if (len - off < total) {
+            *need = total;
+            break;
+        }
+        if ((rc = handle_frame(p, &h, buf + off + DISCO__FRAME_HEADER_SIZE)))
             break;
         off += total;
     }
-    memmove(p->rbuf, p->rbuf + off, p->rlen - off);
-    p->rlen -= off;
+    *used = off;
     return rc;
 }
 
-static int append(disco__peer *p, const uint8_t *data, size_t len)
+/* Keeps data[0..len) for later, with room for want bytes in all. */
+static int append(disco__peer *p, const uint8_t *data, size_t len, size_t want)
 {
-    if (p->rcap - p->rlen < len) {
+    if (want < p->rlen + len)
+        want = p->rlen + len;
+    if (p->rcap < want) {
         size_t cap = p->rcap ? p->rcap : 64 * 1024;
-        while (cap - p->rlen < len)
+        while (cap < want)
             cap *= 2;
         uint8_t *b = realloc(p->rbuf, cap);
         if (!b)
-            return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", len);
+            return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", want);
         p->rbuf = b;
         p->rcap = cap;
     }
-    memcpy(p->rbuf + p->rlen, data, len);
+    if (len)
+        memcpy(p->rbuf + p->rlen, data, len);
     p->rlen += len;
     return 0;
+}
+
+/* Bytes of frames arrived: whole frames are handled where they lie, in the
+ * transport's buffer; only a frame cut by the end of data is copied, into
+ * p's buffer sized for the whole frame at once. */
+static int take_frames(disco__peer *p, const uint8_t *data, size_t len)
+{
+    size_t used, need;
+    int rc;
+    if (p->rlen == 0) {
+        if ((rc = parse(p, data, len, &used, &need)) || used == len)
+            return rc;
+        return append(p, data + used, len - used, need);
+    }
+    if ((rc = append(p, data, len, 0)) || (rc = parse(p, p->rbuf, p->rlen, &used, &need)))
+        return rc;
+    memmove(p->rbuf, p->rbuf + used, p->rlen - used);
+    p->rlen -= used;
+    return need > p->rcap ? append(p, NULL, 0, need) : 0;
 }
 
 /*
@@ -460,6 +486,6 @@ void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
         data += used;
         len -= used;
     }
-    if (len && (append(p, data, len) != 0 || parse_frames(p) != 0))
+    if (len && take_frames(p, data, len) != 0)
         drop(p, "closing the connection");
 }
