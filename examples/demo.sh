@@ -9,4 +9,9 @@ echo "$out" | grep -q "job 3: sensor offline" || exit 1
 out=$(./examples/pi_workers 200000) || { echo "$out"; exit 1; }
 echo "$out"
 echo "$out" | grep -q "pi ~ 3.1" &&
-echo "$out" | grep -q "remotecall_fetch round trip"
+echo "$out" | grep -q "remotecall_fetch round trip" || exit 1
+# Julia's producer/consumer with RemoteChannels on 4 workers.
+out=$(./examples/producer_consumer) || { echo "$out"; exit 1; }
+echo "$out"
+echo "$out" | grep -q "12 jobs done on 4 workers" &&
+[ "$(echo "$out" | grep -c 'finished in')" -eq 12 ]

@@ -12,6 +12,9 @@
  *   disco/cluster.h  the cluster: init, addprocs/rmprocs, process queries
  *   disco/rpc.h      remote calls and futures
  *   disco/pool.h     worker pools, closures, pmap, distributed for
+ *   disco/rref.h     references as values, distributed refcounting
+ *   disco/remote_channel.h  RemoteChannel
+ *   disco/everywhere.h  @everywhere, plugins, globals and clear!, @spawn
  */
 #ifndef DISCO_H
 #define DISCO_H
@@ -24,5 +27,8 @@
 #include "disco/cluster.h"
 #include "disco/rpc.h"
 #include "disco/pool.h"
+#include "disco/rref.h"
+#include "disco/remote_channel.h"
+#include "disco/everywhere.h"
 
 #endif /* DISCO_H */

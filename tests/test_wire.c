@@ -152,7 +152,7 @@ static disco_value sample(int which)
     case 3: return disco_bytes(raw, sizeof(raw));
     case 4: return disco_array(DISCO_ELEM_I32, i32s, 5);
     case 5: {
-        disco_ref r = {3, 1, 0x123456789abcull, DISCO_REF_CHANNEL};
+        disco_ref r = {3, 1, 0x123456789abcull, DISCO_REF_CHANNEL, 0};
         return disco_ref_value(r);
     }
     case 6: return disco_error_value(sample_err);
@@ -165,7 +165,7 @@ static disco_value sample(int which)
     }
     default: {
         /* Everything at once, nested. */
-        disco_ref r = {-5, 2, UINT64_MAX, DISCO_REF_FUTURE};
+        disco_ref r = {-5, 2, UINT64_MAX, DISCO_REF_FUTURE, 0};
         outer[0] = disco_bool(false);
         outer[1] = disco_i64(-300);
         outer[2] = disco_f64(NAN);
@@ -234,7 +234,7 @@ static void test_constructors(void **state)
                 v.array.n == 3 && v.array.data == (const void *)a);
     v = disco_list(items, 2);
     assert_true(v.type == DISCO_LIST && v.list.items == items && v.list.n == 2);
-    disco_ref r = {2, 1, 42, DISCO_REF_FUTURE};
+    disco_ref r = {2, 1, 42, DISCO_REF_FUTURE, 0};
     v = disco_ref_value(r);
     assert_true(v.type == DISCO_REF && v.ref.id == 42 && v.ref.where == 2 &&
                 v.ref.whence == 1);
@@ -350,7 +350,7 @@ static void test_golden_encodings(void **state)
                  11);
     disco_value items[2] = {disco_nil(), disco_bool(true)};
     expect_bytes(disco_list(items, 2), (const uint8_t[]){0x08, 0x02, 0x00, 0x02}, 4);
-    disco_ref r = {2, -1, 200, DISCO_REF_FUTURE};
+    disco_ref r = {2, -1, 200, DISCO_REF_FUTURE, 0};
     expect_bytes(disco_ref_value(r),
                  (const uint8_t[]){0x09, 0x01, 0x04, 0x01, 0xc8, 0x01}, 6);
     disco_error *e = disco_error_new(DISCO_EIO, "x");
@@ -455,9 +455,9 @@ static void test_roundtrip_lists_refs_errors(void **state)
         roundtrip(&v);
     }
     /* Refs at the edges of their ranges. */
-    disco_ref refs[] = {{0, 0, 0, DISCO_REF_FUTURE},
-                        {INT32_MAX, INT32_MIN, UINT64_MAX, DISCO_REF_CHANNEL},
-                        {INT32_MIN, INT32_MAX, 1, DISCO_REF_FUTURE}};
+    disco_ref refs[] = {{0, 0, 0, DISCO_REF_FUTURE, 0},
+                        {INT32_MAX, INT32_MIN, UINT64_MAX, DISCO_REF_CHANNEL, 0},
+                        {INT32_MIN, INT32_MAX, 1, DISCO_REF_FUTURE, 0}};
     for (size_t i = 0; i < 3; i++) {
         disco_value v = disco_ref_value(refs[i]);
         roundtrip(&v);
@@ -572,7 +572,7 @@ static void test_encode_invalid(void **state)
     expect_encode_invalid(disco_array(DISCO_ELEM_I64, "x", SIZE_MAX / 4));
     expect_encode_invalid(disco_list(NULL, 1));
     expect_encode_invalid(disco_error_value(NULL));
-    disco_ref r = {1, 1, 1, 0};
+    disco_ref r = {1, 1, 1, 0, 0};
     expect_encode_invalid(disco_ref_value(r));
     r.kind = 3;
     expect_encode_invalid(disco_ref_value(r));

@@ -29,9 +29,12 @@
  * contain NUL bytes. Owned strings are always NUL terminated (ptr[len] ==
  * '\0'), so an owned string without embedded NULs can be used as a C string.
  *
- * A disco_ref is plain data here (where/whence/id/kind): copying or freeing
- * a value never touches distributed reference counts, which belong to the
- * layer that hands out futures and remote channels.
+ * References (futures and remote channels, see disco/rref.h) follow the
+ * same rule. A borrowed DISCO_REF value (disco_future_ref,
+ * disco_channel_ref) is plain data that lives as long as the handle it came
+ * from. An owned one (a decoded argument or result, a disco_value_copy)
+ * holds the reference in its process: the owner keeps the value alive until
+ * every such value and handle, in every process, has been freed.
  */
 #ifndef DISCO_VALUE_H
 #define DISCO_VALUE_H
@@ -77,14 +80,21 @@ typedef enum disco_ref_kind {
     DISCO_REF_CHANNEL = 2
 } disco_ref_kind;
 
-/* A remote reference (Julia's RRID plus owner): created by process
- * `whence` with number `id`, its value stored on process `where`. */
+/* A remote reference (Julia's RRID plus where): created by process
+ * `whence` with number `id`; a remote channel's items are stored on
+ * process `where`, a future's call runs on `where` and its value comes
+ * back to `whence`. */
 typedef struct disco_ref {
     int32_t where;
     int32_t whence;
     uint64_t id;
-    uint8_t kind; /* disco_ref_kind */
+    uint8_t kind;  /* disco_ref_kind */
+    uint8_t flags; /* DISCO_REF_CARRIES or 0 */
 } disco_ref;
+
+/* ref.flags: a ready future whose value travels with the reference (as a
+ * fetched Future does in Julia): the receiver needs no trip to anyone. */
+#define DISCO_REF_CARRIES 0x1u
 
 /* flags: the value owns its memory (see the ownership rule above). */
 #define DISCO_VALUE_OWNED 0x1u

@@ -5,8 +5,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cluster/joined.h"
 #include "cluster/launch.h"
 #include "core/runtime.h"
+
+int (*disco__workers_joined)(const int *pids, int n);
 
 static bool settled(void *arg)
 {
@@ -173,10 +176,18 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
         rc = disco_error_set(ws[first].status, "disco_addprocs: %d of %d workers failed; "
                              "worker %d: %s", failed, n, ws[first].pid, msg);
     } else {
-        for (int i = 0; i < n; i++)
+        int *got = malloc((size_t)n * sizeof(*got));
+        for (int i = 0; got && i < n; i++)
+            got[i] = ws[i].pid;
+        rc = !got ? disco_error_set(DISCO_ENOMEM, "disco_addprocs: out of memory")
+             : disco__workers_joined ? disco__workers_joined(got, n) : 0;
+        for (int i = 0; rc && i < n; i++) /* all or nothing, as above */
+            disco_rmprocs(&ws[i].pid, 1, 5);
+        for (int i = 0; !rc && i < n; i++)
             if (pids)
-                pids[i] = ws[i].pid;
-        rc = n;
+                pids[i] = got[i];
+        free(got);
+        rc = rc ? rc : n;
     }
     for (int i = 0; i < n; i++) {
         disco_error_free(ws[i].err);

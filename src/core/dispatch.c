@@ -73,13 +73,26 @@ static int begin_accept(disco__peer *p)
     return rc;
 }
 
-void (*_Atomic disco__peer_observer)(int pid, bool up);
+static void (*_Atomic observers[DISCO__PEER_OBSERVERS])(int pid, bool up);
+
+int disco__peer_observe(void (*fn)(int pid, bool up))
+{
+    for (int i = 0; i < DISCO__PEER_OBSERVERS; i++) {
+        void (*none)(int, bool) = NULL;
+        if (atomic_load(&observers[i]) == fn ||
+            atomic_compare_exchange_strong(&observers[i], &none, fn))
+            return 0;
+    }
+    return disco_error_set(DISCO_EBUSY, "no room for another peer observer");
+}
 
 static void observe(const disco__peer *p, bool up)
 {
-    void (*observer)(int, bool) = atomic_load(&disco__peer_observer);
-    if (observer && p->pid > 0)
-        observer(p->pid, up);
+    for (int i = 0; i < DISCO__PEER_OBSERVERS && p->pid > 0; i++) {
+        void (*observer)(int, bool) = atomic_load(&observers[i]);
+        if (observer)
+            observer(p->pid, up);
+    }
 }
 
 void disco__peer_set_ready(disco__peer *p)

@@ -9,6 +9,7 @@
 #include "base/env.h"
 #include "base/error_internal.h"
 #include "core/runtime.h"
+#include "wire/ref_hooks.h"
 
 disco__runtime disco__rt = {.myid = 1, .next_pid = 2, .lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -148,6 +149,13 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
     uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);
     if (!buf)
         return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", size);
+    /* References in v are granted to p before they can reach it (src/rref;
+     * a walk over v's lists, which costs nothing next to the encoding). */
+    int grc = v && disco__refs ? disco__refs->grant(p->pid, v) : 0;
+    if (grc) {
+        free(buf);
+        return grc;
+    }
     h->payload_len = (uint32_t)size;
     int rc = disco__frame_header_encode(h, buf);
     if (!rc && v)

@@ -145,8 +145,12 @@ void disco__peer_set_ready(disco__peer *p);
 /* Notes where process pid listens (worker). */
 void disco__mesh_learn(int pid, const char *addr, const char *host);
 
-/* If set, told when a peer becomes ready (up) or is gone: the worker pools
- * follow the cluster through it (src/pool). Must not block. */
-extern void (*_Atomic disco__peer_observer)(int pid, bool up);
+/* Adds fn (once; adding it again is a no-op) to the observers told when a
+ * peer becomes ready (up) or is gone: the worker pools follow the cluster
+ * through them (src/pool), reference counts forget dead clients
+ * (src/rref). They run on the progress thread and must not block.
+ * DISCO_EBUSY when all DISCO__PEER_OBSERVERS slots are taken. */
+#define DISCO__PEER_OBSERVERS 4
+int disco__peer_observe(void (*fn)(int pid, bool up));
 
 #endif

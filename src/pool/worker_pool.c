@@ -119,7 +119,7 @@ static disco_pool *pool_new(const int *pids, int n, bool caching, bool is_defaul
             disco_pool_free(pool);
             return NULL;
         }
-    atomic_store(&disco__peer_observer, on_peer);
+    disco__peer_observe(on_peer); /* cannot fail: two users of four slots */
     pthread_mutex_lock(&P.lock);
     pool->next = P.head;
     P.head = pool;

@@ -12,6 +12,7 @@
 
 #include "base/error_internal.h"
 #include "rpc/future.h"
+#include "rref/rref.h"
 #include "sched/sched.h"
 
 struct disco_future {
@@ -25,6 +26,9 @@ struct disco_future {
     disco_value value;
     disco_error *err;
     disco_event done;
+    /* Set once it has been made a reference (disco_future_ref): which. */
+    disco_ref origin;
+    bool linked;
 };
 
 #define BUCKETS 1024
@@ -37,6 +41,8 @@ static struct {
 static void future_unref(disco_future *f)
 {
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
+        if (f->linked)
+            disco__rref_future_freed(f, &f->origin);
         disco_value_free(&f->value);
         disco_error_free(f->err);
         free(f);
@@ -168,6 +174,54 @@ int disco_future_where(const disco_future *f) { return f->where; }
 void disco__future_retain(disco_future *f)
 {
     atomic_fetch_add_explicit(&f->refs, 1, memory_order_relaxed);
+}
+
+bool disco__future_tryretain(disco_future *f)
+{
+    int n = atomic_load_explicit(&f->refs, memory_order_relaxed);
+    while (n > 0)
+        if (atomic_compare_exchange_weak_explicit(&f->refs, &n, n + 1, memory_order_relaxed,
+                                                  memory_order_relaxed))
+            return true;
+    return false;
+}
+
+const disco_value *disco__future_ready_value(disco_future *f)
+{
+    return atomic_load_explicit(&f->ready, memory_order_acquire) && f->status == 0
+               ? &f->value : NULL;
+}
+
+disco_future *disco__future_ready(int where, disco_value *value)
+{
+    disco_future *f = calloc(1, sizeof(*f));
+    if (!f)
+        return NULL;
+    atomic_init(&f->refs, 1);
+    f->where = where;
+    f->value = *value;
+    *value = disco_nil();
+    disco_event_init(&f->done, false);
+    atomic_store_explicit(&f->ready, true, memory_order_release);
+    disco_event_notify(&f->done);
+    return f;
+}
+
+bool disco__future_origin(disco_future *f, disco_ref *r)
+{
+    if (f->linked)
+        *r = f->origin;
+    else
+        *r = (disco_ref){.where = f->where, .whence = disco_myid(), .id = f->id,
+                         .kind = DISCO_REF_FUTURE};
+    return f->linked;
+}
+
+void disco__future_set_origin(disco_future *f, const disco_ref *r)
+{
+    f->origin = *r;
+    f->origin.flags = 0;
+    f->linked = true;
 }
 
 void disco_future_release(disco_future *f)

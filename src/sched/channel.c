@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "disco/channel.h"
+#include "sched/channel_remote.h"
 #include "sched/sched.h"
 
 #ifdef DISCO_TSAN
@@ -39,6 +40,7 @@ void AnnotateIgnoreReadsEnd(const char *file, int line);
 typedef enum { MODE_RING, MODE_UNBUFFERED, MODE_UNBOUNDED } channel_mode;
 
 struct disco_channel {
+    bool remote; /* false: see channel_remote.h */
     size_t elem_size, capacity;
     channel_mode mode;
     atomic_bool closed;
@@ -124,20 +126,38 @@ nomem:
     return NULL;
 }
 
+const disco__channel_remote_ops *disco__channel_remote;
+
+/* Each operation below hands a remote channel handle to src/rref first. */
+#define REMOTE(ch) disco__channel_is_remote(ch)
+
 void disco_channel_free(disco_channel *ch)
 {
     if (!ch)
         return;
+    if (REMOTE(ch)) {
+        disco__channel_remote->free(ch);
+        return;
+    }
     free(ch->cells);
     free(ch->buf);
     free(ch);
 }
 
-size_t disco_channel_capacity(const disco_channel *ch) { return ch->capacity; }
-size_t disco_channel_elem_size(const disco_channel *ch) { return ch->elem_size; }
+size_t disco_channel_capacity(const disco_channel *ch)
+{
+    return REMOTE(ch) ? disco__channel_remote->capacity(ch) : ch->capacity;
+}
+
+size_t disco_channel_elem_size(const disco_channel *ch)
+{
+    return REMOTE(ch) ? disco__channel_remote->elem_size(ch) : ch->elem_size;
+}
 
 bool disco_isopen(disco_channel *ch)
 {
+    if (REMOTE(ch))
+        return disco__channel_remote->isopen(ch);
     return !atomic_load_explicit(&ch->closed, memory_order_acquire);
 }
 
@@ -480,6 +500,8 @@ int disco_put(disco_channel *ch, const void *item)
 {
     if (!ch || !item)
         return disco_error_set(DISCO_EINVAL, "disco_put: NULL argument");
+    if (REMOTE(ch))
+        return disco__channel_remote->put(ch, item);
     return ch->mode == MODE_RING ? ring_put(ch, item) : locked_put(ch, item);
 }
 
@@ -487,6 +509,8 @@ int disco_take(disco_channel *ch, void *out)
 {
     if (!ch || !out)
         return disco_error_set(DISCO_EINVAL, "disco_take: NULL argument");
+    if (REMOTE(ch))
+        return disco__channel_remote->take(ch, out);
     if (ch->mode != MODE_RING)
         return locked_get(ch, out, GET_TAKE);
     int rc = ring_get(ch, attempt_pop, out, &ch->takers);
@@ -501,6 +525,8 @@ int disco_fetch(disco_channel *ch, void *out)
 {
     if (!ch || !out)
         return disco_error_set(DISCO_EINVAL, "disco_fetch: NULL argument");
+    if (REMOTE(ch))
+        return disco__channel_remote->fetch(ch, out);
     if (ch->mode != MODE_RING)
         return locked_get(ch, out, GET_FETCH);
     return ring_get(ch, attempt_peek, out, &ch->watchers);
@@ -508,6 +534,8 @@ int disco_fetch(disco_channel *ch, void *out)
 
 bool disco_isready(disco_channel *ch)
 {
+    if (REMOTE(ch))
+        return disco__channel_remote->isready(ch);
     if (ch->mode == MODE_RING)
         return ring_nonempty(ch);
     disco__spin_lock(&ch->lock);
@@ -520,6 +548,8 @@ int disco_wait(disco_channel *ch)
 {
     if (!ch)
         return disco_error_set(DISCO_EINVAL, "disco_wait: NULL channel");
+    if (REMOTE(ch))
+        return disco__channel_remote->wait(ch);
     if (ch->mode == MODE_RING)
         return ring_get(ch, attempt_ready, NULL, &ch->watchers);
     return locked_get(ch, NULL, GET_WAIT);
@@ -529,6 +559,8 @@ int disco_close(disco_channel *ch)
 {
     if (!ch)
         return disco_error_set(DISCO_EINVAL, "disco_close: NULL channel");
+    if (REMOTE(ch))
+        return disco__channel_remote->close(ch);
     disco__spin_lock(&ch->lock);
     atomic_store_explicit(&ch->closed, true, memory_order_release);
     disco__waiter *t = disco__waitq_take_all_locked(&ch->takers);

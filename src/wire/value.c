@@ -4,6 +4,9 @@
 #include <string.h>
 
 #include "disco/value.h"
+#include "wire/ref_hooks.h"
+
+const disco__ref_hooks *disco__refs;
 
 void disco_value_free(disco_value *v)
 {
@@ -24,6 +27,10 @@ void disco_value_free(disco_value *v)
             break;
         }
         case DISCO_ERROR: disco_error_free((disco_error *)v->error); break;
+        case DISCO_REF:
+            if (disco__refs)
+                disco__refs->drop(&v->ref);
+            break;
         default: break;
         }
     }
@@ -60,9 +67,14 @@ static int copy_at(disco_value *dst, const disco_value *src, int depth)
     case DISCO_BOOL:
     case DISCO_I64:
     case DISCO_F64:
+        *dst = *src;
+        dst->flags = DISCO_VALUE_OWNED;
+        return 0;
     case DISCO_REF:
         *dst = *src;
         dst->flags = DISCO_VALUE_OWNED;
+        if (disco__refs)
+            disco__refs->hold(&src->ref);
         return 0;
     case DISCO_STRING:
     case DISCO_BYTES: {

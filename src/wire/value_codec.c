@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Value encoding and decoding. The format is described in wire.h. */
 #include <limits.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error_internal.h"
+#include "wire/ref_hooks.h"
 #include "wire/wire.h"
 
 /* The element-type and ref-kind bytes on the wire are the public enum
@@ -15,6 +17,10 @@ _Static_assert(DISCO_ELEM_U8 == 0 && DISCO_ELEM_I32 == 1 && DISCO_ELEM_I64 == 2 
 _Static_assert(DISCO_REF_FUTURE == 1 && DISCO_REF_CHANNEL == 2,
                "disco_ref_kind values are wire bytes");
 _Static_assert(sizeof(double) == 8, "f64 is 8 bytes");
+
+/* A future that carries its value (DISCO_REF_CARRIES) sets this bit in its
+ * kind byte and is followed, after its id, by the encoded value. */
+#define CARRIES_BIT 0x80u
 
 /* The smallest error body: code, pid, message length, nested count. */
 #define ERROR_BODY_MIN 4
@@ -158,10 +164,20 @@ static int encode_value(writer *w, const disco_value *v, int depth)
     case DISCO_REF:
         if (v->ref.kind != DISCO_REF_FUTURE && v->ref.kind != DISCO_REF_CHANNEL)
             return invalid("unknown reference kind", w->pos);
-        if ((rc = put_u8(w, DISCO__TAG_REF)) || (rc = put_u8(w, v->ref.kind)) ||
-            (rc = put_zigzag(w, v->ref.where)) || (rc = put_zigzag(w, v->ref.whence)))
+    {
+        /* A carrying future: kind byte with CARRIES_BIT, then its value. */
+        bool carries = v->ref.kind == DISCO_REF_FUTURE && (v->ref.flags & DISCO_REF_CARRIES);
+        const disco_value *cv = NULL;
+        if (carries && (depth + 1 > DISCO_VALUE_MAX_DEPTH || !disco__refs ||
+                        !(cv = disco__refs->carried(&v->ref))))
+            return invalid("a carrying future without its value", w->pos);
+        if ((rc = put_u8(w, DISCO__TAG_REF)) ||
+            (rc = put_u8(w, (uint8_t)(v->ref.kind | (carries ? CARRIES_BIT : 0)))) ||
+            (rc = put_zigzag(w, v->ref.where)) || (rc = put_zigzag(w, v->ref.whence)) ||
+            (rc = put_varint(w, v->ref.id)))
             return rc;
-        return put_varint(w, v->ref.id);
+        return carries ? encode_value(w, cv, depth + 1) : 0;
+    }
     case DISCO_ERROR:
         if (!v->error)
             return invalid("NULL error", w->pos);
@@ -507,12 +523,28 @@ static int decode_value(reader *r, int depth, disco_value *out)
         memset(&ref, 0, sizeof(ref));
         if ((rc = get_u8(r, "reference kind", &ref.kind)))
             return rc;
+        bool carries = ref.kind == (DISCO_REF_FUTURE | CARRIES_BIT);
+        if (carries && !disco__refs)
+            return malformed_at(r->pos - 1, "a future carrying its value, where references "
+                                            "are plain data");
+        if (carries) {
+            ref.kind = DISCO_REF_FUTURE;
+            ref.flags = DISCO_REF_CARRIES;
+        }
         if (ref.kind != DISCO_REF_FUTURE && ref.kind != DISCO_REF_CHANNEL)
             return malformed_at(r->pos - 1, "unknown reference kind");
         if ((rc = get_i32(r, "reference where", &ref.where)) ||
             (rc = get_i32(r, "reference whence", &ref.whence)) ||
             (rc = get_varint(r, "reference id", &ref.id)))
             return rc;
+        disco_value carried = disco_nil();
+        if (carries && depth + 1 > DISCO_VALUE_MAX_DEPTH)
+            return malformed_at(at, "values nested deeper than DISCO_VALUE_MAX_DEPTH");
+        if (carries && (rc = decode_value(r, depth + 1, &carried)))
+            return rc;
+        /* From here the value holds the reference (freed: dropped). */
+        if (disco__refs)
+            disco__refs->received(&ref, carries ? &carried : NULL);
         v = disco_ref_value(ref);
         break;
     }
