@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
-/* @sync scopes, sleep, timedwait, events, mutexes, conditions, and
- * interrupting tasks blocked in them. */
+/* @sync scopes (and inline execution), sleep, timedwait, events, mutexes,
+ * conditions, and interrupting tasks blocked in them. */
 #include <pthread.h>
 #include <stdatomic.h>
 #include <string.h>
@@ -108,6 +108,71 @@ static void test_sync_nested(void **state)
     disco_sync empty;
     disco_sync_begin(&empty);
     assert_int_equal(disco_sync_end(&empty), 0);
+}
+
+/* Tasks that start, park on their event and are woken by a task of their
+ * scope's owner: each wake-up puts the woken task in the waker's worker's
+ * next slot and moves the one before it to that worker's deque. Ending the
+ * scope, or joining one of them, must not take such a started task from
+ * the deque and run its body again inline. */
+enum { WOKEN = 64 };
+static disco_event woken_ev[WOKEN];
+static atomic_int woken_starts, woken_ends;
+
+static int wait_woken(void *arg, void **result)
+{
+    (void)result;
+    atomic_fetch_add(&woken_starts, 1);
+    int rc = disco_event_wait(&woken_ev[(uintptr_t)arg]);
+    atomic_fetch_add(&woken_ends, 1);
+    return rc;
+}
+
+static void start_and_park(disco_task **t)
+{
+    atomic_store(&woken_starts, 0);
+    atomic_store(&woken_ends, 0);
+    for (uintptr_t i = 0; i < WOKEN; i++) {
+        disco_event_init(&woken_ev[i], false);
+        t[i] = disco_async(wait_woken, (void *)i);
+    }
+    while (atomic_load(&woken_starts) < WOKEN)
+        disco_sleep(0.001);
+    for (int i = 0; i < WOKEN; i++)
+        disco_event_notify(&woken_ev[i]);
+}
+
+static int wake_then_wait(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    disco_task *t[WOKEN];
+    disco_sync s;
+    disco_sync_begin(&s);
+    start_and_park(t);
+    for (int i = 0; i < WOKEN; i++)
+        disco_task_detach(t[i]);
+    int rc = disco_sync_end(&s);
+    if (rc || atomic_load(&woken_starts) != WOKEN || atomic_load(&woken_ends) != WOKEN)
+        return disco_error_set(DISCO_EIO, "scope: %d starts, %d ends of %d",
+                               atomic_load(&woken_starts), atomic_load(&woken_ends), WOKEN);
+    start_and_park(t);
+    for (int i = WOKEN - 1; i >= 0; i--) /* the last woken first: the deque's bottom */
+        if ((rc = disco_task_join(t[i], NULL)))
+            return rc;
+    if (atomic_load(&woken_starts) != WOKEN || atomic_load(&woken_ends) != WOKEN)
+        return disco_error_set(DISCO_EIO, "join: %d starts, %d ends of %d",
+                               atomic_load(&woken_starts), atomic_load(&woken_ends), WOKEN);
+    return 0;
+}
+
+static void test_started_task_not_rerun(void **state)
+{
+    (void)state;
+    for (int round = 0; round < 20; round++) {
+        disco_task *t = disco_async(wake_then_wait, NULL);
+        if (disco_task_join(t, NULL) != 0)
+            fail_msg("round %d: %s", round, disco_error_message(disco_last_error()));
+    }
 }
 
 static int timed_sleep(void *arg, void **result)
@@ -496,6 +561,7 @@ int main(void)
         cmocka_unit_test(test_sync_waits_for_all),
         cmocka_unit_test(test_sync_composite_error),
         cmocka_unit_test(test_sync_nested),
+        cmocka_unit_test(test_started_task_not_rerun),
         cmocka_unit_test(test_sleep),
         cmocka_unit_test(test_timedwait),
         cmocka_unit_test(test_event_wakes_all),

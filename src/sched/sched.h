@@ -226,8 +226,9 @@ void disco__task_depot_drain(void);
 void disco__task_ref(disco_task *t);
 void disco__task_unref(disco_task *t);
 
-/* Inline execution (see task.c): pops the bottom of w's deque if want(t,
- * arg) accepts it and w's running task has stack to spare. */
+/* Inline execution (see task.c): pops the bottom of w's deque if it is a
+ * task not yet started that want(t, arg) accepts, and w's running task has
+ * stack to spare. */
 disco_task *disco__task_pop_own_if(disco__worker *w,
                                    bool (*want)(disco_task *, void *), void *arg);
 /* Runs t on the calling task's stack and completes it (scope, joiner,

@@ -302,7 +302,12 @@ disco_task *disco__task_pop_own_if(disco__worker *w,
     if (!w || !w->current || !stack_room(w->current))
         return NULL;
     disco_task *t = disco__deque_pop(&w->deque);
-    if (t && !want(t, arg)) {
+    /* Only an unstarted task: a deque also holds started ones that parked
+     * and were woken (requeued by disco__schedule), and running one of
+     * those from its function again would run its body twice. has_stack
+     * is set when a task first runs and is published with it (the state
+     * change of its park and the deque's push). */
+    if (t && (t->has_stack || !want(t, arg))) {
         disco__deque_push(&w->deque, t); /* cannot fail: we just made room */
         t = NULL;
     }
