@@ -4,8 +4,8 @@
  * counts that do not divide, two collections, on_error (identity, and a
  * replacement), retry_delays with a function that fails twice per item,
  * retry_check, back-off, an unhandled error, a worker SIGKILLed mid-map,
- * the local mode, progress, a CachingPool closure, and bad input. This
- * binary is also the worker program.
+ * the local mode, progress, a CachingPool closure, bad input, and an
+ * interrupted caller. This binary is also the worker program.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "disco.h"
+#include "sched/interrupt.h"
 #include "test_util.h"
 
 static int square(const disco_value *args, size_t n, disco_value *result)
@@ -82,6 +83,15 @@ static int die_at(const disco_value *args, size_t n, disco_value *result)
     return 0;
 }
 DISCO_FUNCTION(die_at)
+
+/* Naps 10 ms, then returns x. */
+static int slow_identity(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    *result = args[0];
+    return disco_sleep(0.01);
+}
+DISCO_FUNCTION(slow_identity)
 
 /* Closure body: captured offset, then x. */
 static int offset_by(const disco_value *args, size_t n, disco_value *result)
@@ -357,6 +367,38 @@ static void test_local_and_caching(void **state)
     assert_int_equal(disco_pmap(square, &coll, 1, r, &o), DISCO_EINVAL);
 }
 
+static disco_value slow_r[200];
+
+static int interrupted_pmap(void *arg, void **unused)
+{
+    (void)unused;
+    disco_value coll = disco_array(DISCO_ELEM_I64, xs, 200);
+    return disco_pmap(slow_identity, &coll, 1, slow_r, arg);
+}
+
+/* The task calling pmap is interrupted: pmap stops with DISCO_EINTERRUPTED
+ * and no results, once the calls in flight have finished (its workers are
+ * back in the pool when it returns). */
+static void test_interrupted(void **state)
+{
+    (void)state;
+    disco_pool *p = disco_worker_pool_new(w, 2);
+    for (int b = 0; b < 2; b++) {
+        disco_pmap_opts o = {.pool = p, .batch_size = b ? 8 : 1};
+        disco_task *t = disco_async(interrupted_pmap, &o);
+        disco__task_interrupt(t);
+        assert_int_equal(disco_task_join(t, NULL), DISCO_EINTERRUPTED);
+        for (int i = 0; i < 200; i++)
+            assert_int_equal(slow_r[i].type, DISCO_NIL);
+        assert_true(disco_pool_isready(p));
+        int a = disco_pool_take(p), c = disco_pool_take(p);
+        assert_true(a > 1 && c > 1 && a != c);
+        disco_pool_put(p, a);
+        disco_pool_put(p, c);
+    }
+    disco_pool_free(p);
+}
+
 /* pmap on pid 1 alone runs here. */
 static int alone(void)
 {
@@ -388,6 +430,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_on_error),
         cmocka_unit_test(test_unhandled_error),
         cmocka_unit_test(test_retries),
+        cmocka_unit_test(test_interrupted),
         cmocka_unit_test(test_worker_killed),
         cmocka_unit_test(test_local_and_caching),
         cmocka_unit_test(test_alone),

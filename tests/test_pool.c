@@ -4,8 +4,8 @@
  * the default pool following addprocs/rmprocs and worker death, the
  * remotecall family through a pool, remote(pool, f), closures through a
  * WorkerPool and a CachingPool (captured bytes sent once per worker, again
- * after clear), retry delays, and distributed for. This binary is also the
- * worker program.
+ * after clear), retry delays, distributed for, and calls whose caller is
+ * interrupted. This binary is also the worker program.
  */
 #include <signal.h>
 #include <stdio.h>
@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "disco.h"
+#include "sched/interrupt.h"
 #include "test_util.h"
 
 static int square(const disco_value *args, size_t n, disco_value *result)
@@ -76,6 +77,35 @@ static int boom_at(const disco_value *args, size_t n, disco_value *result)
     return 0;
 }
 DISCO_FUNCTION(boom_at)
+
+/* Sleeps args[0] seconds, then counts a finished nap in this process. */
+static long naps_done;
+
+static int nap(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    int rc = disco_sleep(args[0].f);
+    *result = disco_i64(__atomic_add_fetch(&naps_done, 1, __ATOMIC_SEQ_CST));
+    return rc;
+}
+DISCO_FUNCTION(nap)
+
+static int naps(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    *result = disco_i64(__atomic_load_n(&naps_done, __ATOMIC_SEQ_CST));
+    return 0;
+}
+DISCO_FUNCTION(naps)
+
+/* A distributed-for body of one millisecond. */
+static int nap_ms(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    *result = disco_i64(1);
+    return disco_sleep(0.001);
+}
+DISCO_FUNCTION(nap_ms)
 
 static int w[2];
 
@@ -312,6 +342,62 @@ static void test_distributed_for(void **state)
     assert_int_equal(disco_task_join(t, NULL), DISCO_EIO);
 }
 
+/* What the interrupted task calls (arg: which). */
+static disco_pool *ip;
+
+static int interrupted_call(void *arg, void **result)
+{
+    (void)result;
+    disco_value x = disco_f64(0.2), r;
+    disco_future *f = NULL;
+    int rc;
+    switch ((int)(intptr_t)arg) {
+    case 0:
+        rc = disco_pool_remotecall_fetch(ip, nap, &x, 1, &r);
+        break;
+    case 1:
+        f = disco_pool_remotecall_wait(ip, nap, &x, 1);
+        rc = f ? 0 : disco_error_code(disco_last_error());
+        break;
+    case 2:
+        f = disco_remotecall_wait(nap, w[0], &x, 1);
+        rc = f ? 0 : disco_error_code(disco_last_error());
+        break;
+    default:
+        rc = disco_distributed_for(1, 4000, nap_ms, add, &r);
+        break;
+    }
+    disco_future_release(f);
+    return rc;
+}
+
+/* A task interrupted while it waits for a call fails with
+ * DISCO_EINTERRUPTED; its worker goes back to the pool only once the call
+ * has finished. */
+static void test_interrupted_calls(void **state)
+{
+    (void)state;
+    ip = disco_worker_pool_new(w, 1);
+    disco_value none[1], r;
+    for (int which = 0; which < 4; which++) {
+        assert_int_equal(disco_remotecall_fetch(naps, w[0], none, 0, &r), 0);
+        long before = (long)r.i;
+        disco_task *t = disco_async(interrupted_call, (void *)(intptr_t)which);
+        disco__task_interrupt(t); /* sticky: its first wait fails */
+        if (disco_task_join(t, NULL) != DISCO_EINTERRUPTED)
+            fail_msg("call %d: %s", which, disco_error_message(disco_last_error()));
+        if (which >= 2)
+            continue; /* not through the pool */
+        /* Waits until the worker is back: by then its nap has finished. */
+        int pid = disco_pool_take(ip);
+        assert_int_equal(pid, w[0]);
+        assert_int_equal(disco_remotecall_fetch(naps, w[0], none, 0, &r), 0);
+        assert_int_equal(r.i, before + 1);
+        disco_pool_put(ip, pid);
+    }
+    disco_pool_free(ip);
+}
+
 int main(int argc, char **argv)
 {
     disco_init(&argc, &argv); /* a worker never returns from here */
@@ -323,6 +409,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_closures_and_caching),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_distributed_for),
+        cmocka_unit_test(test_interrupted_calls),
     };
     int rc = cmocka_run_group_tests_name("pool", tests, NULL, NULL);
     disco_finalize();

@@ -19,6 +19,11 @@
  * Thread-safety: every function may be called from any task or thread,
  * concurrently, except that a pool or closure must not be freed while in
  * use.
+ *
+ * Interruption (see disco/task.h): a call that waits, for an idle worker
+ * or for a result, fails with DISCO_EINTERRUPTED when the calling task is
+ * interrupted. Calls already started go on; their worker goes back to the
+ * pool once they have finished, as always.
  */
 #ifndef DISCO_POOL_H
 #define DISCO_POOL_H
@@ -128,7 +133,8 @@ DISCO_API int disco_pool_remotecall_fetch(disco_pool *pool, disco_function fn,
                                           const disco_value *args, size_t nargs,
                                           disco_value *result);
 
-/* Julia's remotecall_wait(f, pool, args...): the ready future. */
+/* Julia's remotecall_wait(f, pool, args...): the ready future, or NULL
+ * with the last error set (DISCO_EINTERRUPTED if interrupted first). */
 DISCO_API disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
                                                    const disco_value *args, size_t nargs);
 
@@ -256,7 +262,8 @@ typedef struct disco_pmap_opts {
  * or the first error no handler took, with its detail (the item's index,
  * the worker) in the last error; then results[] are all nil. Items still
  * running when an error stops the map are waited for: nothing runs on when
- * pmap returns. DISCO_EINVAL for bad collections or options.
+ * pmap returns. DISCO_EINVAL for bad collections or options. An interrupt
+ * of the calling task stops the map like an error: DISCO_EINTERRUPTED.
  */
 DISCO_API int disco_pmap(disco_function fn, const disco_value *collections,
                          size_t ncollections, disco_value *results,
@@ -270,7 +277,9 @@ DISCO_API int disco_pmap(disco_function fn, const disco_value *collections,
  * k-th worker; each worker folds acc = reducer(acc, body(i)) over its chunk
  * and the caller folds the partial results in chunk order into *result
  * (owned). body gets one I64 argument, reducer two values. DISCO_EINVAL for
- * an empty range or a NULL function; else 0 or the first failure.
+ * an empty range or a NULL function; else 0 or the first failure, the
+ * chunks waited for (DISCO_EINTERRUPTED, if the calling task is interrupted,
+ * returns at once). A chunk polls disco_interrupted on its worker.
  */
 DISCO_API int disco_distributed_for(int64_t lo, int64_t hi, disco_function body,
                                     disco_function reducer, disco_value *result);

@@ -106,7 +106,9 @@ DISCO_API int disco_remotecall_fetch(disco_function fn, int pid,
                                      disco_value *result);
 
 /* Calls and waits until the call has finished on pid (Julia's
- * remotecall_wait); returns the ready future. */
+ * remotecall_wait); returns the ready future, or NULL with the last error
+ * set (DISCO_EINTERRUPTED if the calling task is interrupted first: the
+ * call goes on, its result is discarded). */
 DISCO_API disco_future *disco_remotecall_wait(disco_function fn, int pid,
                                               const disco_value *args,
                                               size_t nargs);
@@ -124,7 +126,9 @@ DISCO_API int disco_remote_do(disco_function fn, int pid,
  */
 DISCO_API int disco_future_fetch(disco_future *f, const disco_value **value);
 
-/* Waits until the future is ready; 0 or its error status. */
+/* Waits until the future is ready; 0 or its error status. Waiting calls
+ * (this, fetch, remotecall_fetch) fail with DISCO_EINTERRUPTED, the future
+ * still pending, if the calling task is interrupted (see disco/task.h). */
 DISCO_API int disco_future_wait(disco_future *f);
 
 /* True when fetch would not wait. */

@@ -1,10 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
- * The worker's side of a pmap batch: one message of items. Arguments: the closure head (see
+ * The worker's side of a pmap batch: one message of items, run in parallel
+ * over the worker's scheduler threads. Arguments: the closure head (see
  * pool.h), then the collections' slices. The result is a list of two: the
  * items' results in order, and the I64 array of the items that failed
  * (whose results are their errors).
  */
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,8 +21,22 @@ typedef struct batch {
     size_t nslices, n;
     disco_value *results;
     bool *failed;
-    size_t next;
+    _Atomic size_t next;      /* the next item a runner takes */
+    atomic_bool interrupted;  /* the batch's call was interrupted */
 } batch;
+
+/* Item i failed with the last error (or rc): its result is the error. */
+static void item_failed(batch *b, size_t i, int rc)
+{
+    disco_error *e = disco_error_take();
+    if (!e)
+        e = disco_error_new(rc, "%s", disco_strerror(rc));
+    disco_value ev = e ? disco_error_value(e) : disco_nil();
+    if (disco_value_copy(&b->results[i], &ev) != 0)
+        b->results[i] = disco_nil();
+    disco_error_free(e);
+    b->failed[i] = true;
+}
 
 static void run_item(batch *b, size_t i)
 {
@@ -37,32 +53,61 @@ static void run_item(batch *b, size_t i)
             disco_value_free(&r);
         return;
     }
-    disco_error *e = disco_error_take();
-    if (!e)
-        e = disco_error_new(rc, "%s", disco_strerror(rc));
-    disco_value ev = disco_error_value(e);
-    if (disco_value_copy(&b->results[i], &ev) != 0)
-        b->results[i] = disco_nil();
-    disco_error_free(e);
-    b->failed[i] = true;
-}
-
-static void runner(batch *b)
-{
-    for (size_t i = 0; i < b->n; i++)
-        run_item(b, i);
+    item_failed(b, i, rc);
 }
 
 /*
- * Runs the batch. Items run one after another in this call's task; the
- * worker's threads run the batches in flight side by side (pmap keeps
- * several on each worker). Spreading one batch over extra tasks lost an
- * item's outcome when items made nested remote calls: not understood yet,
- * so not done.
+ * Takes items until none is left. One RMW on the shared counter per item:
+ * items are the unit of balance (an item that waits, say for a nested
+ * remote call, holds only its runner), and the few runners of one batch
+ * contend on it far less than the item's own call costs. The calling
+ * task's runner (watch) also polls the call's interruption, which does not
+ * reach the other runners (tasks of their own), and passes it on; once it
+ * is set, the items not yet started fail with DISCO_EINTERRUPTED.
+ */
+static void run_items(batch *b, bool watch)
+{
+    size_t i;
+    while ((i = atomic_fetch_add_explicit(&b->next, 1, memory_order_relaxed)) < b->n) {
+        if (watch && disco_interrupted())
+            atomic_store_explicit(&b->interrupted, true, memory_order_relaxed);
+        if (atomic_load_explicit(&b->interrupted, memory_order_relaxed)) {
+            item_failed(b, i, disco_error_set(DISCO_EINTERRUPTED,
+                                              "batch interrupted before item %zu", i));
+            continue;
+        }
+        run_item(b, i);
+    }
+}
+
+static int runner(void *arg, void **unused)
+{
+    (void)unused;
+    run_items(arg, false);
+    return 0;
+}
+
+/*
+ * Runs the items in parallel over the scheduler's threads: one runner per
+ * thread (at most one per item) in a @sync scope, the calling task being
+ * one of them. Runners not started when the calling task is done are run
+ * by disco_sync_end inline and find nothing left. disco_sync_end waits
+ * uninterruptibly, as it must: the runners use b, on this stack.
  */
 static void run_batch(batch *b)
 {
-    runner(b);
+    size_t nrunners = disco_sched_nthreads();
+    nrunners = nrunners < b->n ? nrunners : b->n;
+    disco_sync scope;
+    disco_sync_begin(&scope);
+    disco_task_attr attr = {.name = "pmap batch runner", .detached = true};
+    /* A runner that could not be spawned is not needed: the others take
+     * its items. */
+    for (size_t k = 1; k < nrunners; k++)
+        disco_async_attr(runner, b, &attr);
+    run_items(b, true);
+    if (disco_sync_end(&scope))
+        disco_error_clear(); /* a runner got no stack: the others ran its items */
 }
 
 int disco__pmap_batch(const disco_value *args, size_t nargs, disco_value *result)
@@ -78,7 +123,7 @@ int disco__pmap_batch(const disco_value *args, size_t nargs, disco_value *result
     int rc = disco__closure_resolve((disco_value *)args, &b.fn, &b.captured, &b.ncaptured, &ref);
     if (rc)
         return rc;
-    /* One block for the results, their failed flags and the pair. */
+    /* Per batch, not per item: the results, their failed flags, the pair. */
     disco_value *pair = malloc(2 * sizeof(*pair));
     b.results = calloc(b.n ? b.n : 1, sizeof(*b.results));
     b.failed = calloc(b.n ? b.n : 1, sizeof(*b.failed));

@@ -43,6 +43,13 @@ static int dfor_chunk(const disco_value *args, size_t nargs, disco_value *result
         return disco_throw(DISCO_EPROTO, "disco.dfor_chunk: bad arguments");
     disco_value acc = disco_nil();
     for (int64_t i = args[2].i; i <= args[3].i; i++) {
+        /* The call computes without waiting: it polls for an interrupt
+         * (disco_interrupt) now and then, not on every cheap iteration. */
+        if (((i - args[2].i) & 1023) == 1023 && disco_interrupted()) {
+            disco_value_free(&acc);
+            return disco_throw(DISCO_EINTERRUPTED, "distributed for interrupted at %lld",
+                               (long long)i);
+        }
         disco_value x = disco_i64(i), v = disco_nil(), owned;
         int rc = body(&x, 1, &v);
         if (rc == 0 && reducer && i > args[2].i) {
@@ -94,41 +101,48 @@ static int run_chunks(int64_t lo, int64_t hi, disco_function body, disco_functio
         goto out;
     }
     np = disco_workers(pids, np);
-    int chunks = splitrange(lo, hi, np, first, len);
-    for (int k = 0; k < chunks && rc == 0; k++) {
+    int chunks = splitrange(lo, hi, np, first, len), sent = 0;
+    disco_error *err = NULL; /* the first failure's, kept past later waits */
+    for (; sent < chunks; sent++) {
         disco_value a[4] = {disco_i64((int64_t)body_id),
                             reducer ? disco_i64((int64_t)reducer_id) : disco_nil(),
-                            disco_i64(first[k]), disco_i64(first[k] + len[k] - 1)};
-        if (!(f[k] = disco_remotecall(dfor_chunk, pids[k], a, 4)))
+                            disco_i64(first[sent]), disco_i64(first[sent] + len[sent] - 1)};
+        if (!(f[sent] = disco_remotecall(dfor_chunk, pids[sent], a, 4))) {
             rc = disco_error_code(disco_last_error());
+            err = disco_error_take();
+            break;
+        }
     }
+    /* Every chunk sent is waited for, also after a failure (the first one
+     * is the answer), unless this task is interrupted: then the chunks go
+     * on and their results are dropped. */
     disco_value acc = disco_nil();
-    for (int k = 0; k < chunks; k++) {
+    for (int k = 0; k < sent; k++) {
         const disco_value *v;
-        int r = f[k] ? disco_future_fetch(f[k], &v) : rc;
+        int r = disco_future_fetch(f[k], &v);
+        bool interrupted = r == DISCO_EINTERRUPTED && !disco_future_isready(f[k]);
+        if (r == 0 && rc == 0 && reducer) {
+            disco_value next = disco_nil();
+            if (k == 0) {
+                r = disco_value_copy(&next, v);
+            } else {
+                disco_value pair[2] = {acc, *v}, x = disco_nil();
+                if ((r = reducer(pair, 2, &x)) == 0)
+                    r = disco_value_copy(&next, &x);
+                disco_value_free(&x);
+            }
+            disco_value_free(&acc);
+            acc = next;
+        }
         if (r && !rc) {
             rc = r;
-            disco_error *e = disco_error_take(); /* kept past the waits below */
-            for (int j = k + 1; j < chunks; j++)
-                if (f[j])
-                    disco_future_wait(f[j]);
-            disco_error_put(e);
+            err = disco_error_take();
         }
-        if (rc || !reducer)
-            continue;
-        disco_value next = disco_nil();
-        if (k == 0) {
-            r = disco_value_copy(&next, v);
-        } else {
-            disco_value pair[2] = {acc, *v}, x = disco_nil();
-            if ((r = reducer(pair, 2, &x)) == 0)
-                r = disco_value_copy(&next, &x);
-            disco_value_free(&x);
-        }
-        disco_value_free(&acc);
-        acc = next;
-        rc = r;
+        if (interrupted)
+            break;
     }
+    if (rc)
+        disco_error_put(err);
     if (rc == 0 && result)
         *result = acc;
     else

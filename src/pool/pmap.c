@@ -10,9 +10,10 @@
  * its calls have finished). A unit that fails makes each of its items
  * fail on its own: such an item is retried by a retry task of its own (the
  * delay, then a worker taken from the pool anew, one item per call), or
- * goes to on_error, or stops the map. pmap returns once every task has
- * ended.
+ * goes to on_error, or stops the map. An interrupt of the caller stops the
+ * map too. pmap returns once every task has ended.
  */
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,7 +54,7 @@ typedef struct run {
     bool stop;
     disco_error *err;
     size_t done, retries;
-    uint64_t last_report;
+    _Atomic uint64_t last_report; /* read unlocked to skip early, set under callbacks */
     disco_mutex callbacks; /* on_error, retry_check, progress: one at a time */
 } run;
 
@@ -70,11 +71,11 @@ static void report(run *r, bool last)
     if (!r->o->progress && !r->o->progress_bar)
         return;
     uint64_t now = disco__now_ns();
-    if (!last && now - r->last_report < 100000000u)
+    if (!last && now - atomic_load_explicit(&r->last_report, memory_order_relaxed) < 100000000u)
         return; /* at most ~10 reports a second */
     disco_mutex_lock(&r->callbacks);
-    if (last || now - r->last_report >= 100000000u) {
-        r->last_report = now;
+    if (last || now - atomic_load_explicit(&r->last_report, memory_order_relaxed) >= 100000000u) {
+        atomic_store_explicit(&r->last_report, now, memory_order_relaxed);
         disco_mutex_lock(&r->lock);
         disco_pmap_progress p = {r->done, r->total, r->retries, (double)(now - r->t0) / 1e9};
         disco_mutex_unlock(&r->lock);
@@ -127,6 +128,25 @@ static void task_ended(run *r)
     r->tasks--;
     disco_cond_notify_all(&r->changed);
     disco_mutex_unlock(&r->lock);
+}
+
+/* Waits for a unit's future: false if this task was interrupted first.
+ * Internal tasks are not the target of interrupts (the caller's task is),
+ * but a wait that fails must not be taken for a result. */
+static bool wait_unit(disco_future *f)
+{
+    return disco_future_wait(f) != DISCO_EINTERRUPTED || disco_future_isready(f);
+}
+
+/* This task was interrupted (the last error says so) with n calls of the
+ * map in flight on pid: the map stops with that error, and pid goes back
+ * to the pool once those calls have finished. Takes over the futures. */
+static void interrupted_with(run *r, size_t i, int pid, disco_future **f, size_t n)
+{
+    stop_with(r, i, disco_error_take());
+    disco__pool_put_when_done(r->pool, pid, f, n);
+    for (size_t k = 0; k < n; k++)
+        disco_future_release(f[k]);
 }
 
 static int retry_task(void *arg, void **unused);
@@ -329,14 +349,21 @@ static int driver(void *arg, void **unused)
         if (!inflight)
             break;
         /* Wait for the oldest. */
-        disco_future_wait(ring_f[head]);
+        if (!wait_unit(ring_f[head])) {
+            disco_future *all[MAX_WINDOW];
+            for (size_t k = 0; k < inflight; k++)
+                all[k] = ring_f[(head + k) % r->window];
+            interrupted_with(r, ring_u[head].lo, pid, all, inflight);
+            pid = 0;
+            break;
+        }
         unit_done(r, &ring_u[head], pid, ring_f[head], batched);
         head = (head + 1) % r->window;
         inflight--;
         if (!disco__pool_alive(pid) && pid > 0) {
-            /* Died: its other calls fail too; then take another worker. */
+            /* Died: its other calls fail too (at once: an interrupted wait
+             * fails their items with that); then take another worker. */
             while (inflight) {
-                disco_future_wait(ring_f[head]);
                 unit_done(r, &ring_u[head], pid, ring_f[head], batched);
                 head = (head + 1) % r->window;
                 inflight--;
@@ -360,7 +387,8 @@ static int retry_task(void *arg, void **unused)
     run *r = t->r;
     unit u = t->u;
     free(t);
-    disco_sleep(r->delays[u.attempts - 1]);
+    if (disco_sleep(r->delays[u.attempts - 1]) == DISCO_EINTERRUPTED)
+        stop_with(r, u.lo, disco_error_take());
     if (stopped(r)) {
         task_ended(r);
         return 0;
@@ -384,10 +412,12 @@ static int retry_task(void *arg, void **unused)
         disco_error_free(e);
     } else {
         disco_future *f = unit_start(r, &u, pid, false);
-        if (f)
-            disco_future_wait(f);
-        unit_done(r, &u, pid, f, false);
-        disco_pool_put(r->pool, pid);
+        if (f && !wait_unit(f)) {
+            interrupted_with(r, u.lo, pid, &f, 1);
+        } else {
+            unit_done(r, &u, pid, f, false);
+            disco_pool_put(r->pool, pid);
+        }
     }
     task_ended(r);
     return 0;
@@ -519,9 +549,23 @@ int disco_pmap(disco_function fn, const disco_value *collections, size_t ncollec
             break;
         }
     }
+    /* Interrupted, the map stops: no unit starts any more. Either way we
+     * wait for the tasks to end, uninterruptibly then: they use r, on this
+     * stack. */
+    bool interrupted = false;
     disco_mutex_lock(&r.lock);
-    while (r.tasks > 0)
-        disco__cond_wait_uninterruptible(&r.changed, &r.lock); /* drivers use r */
+    while (r.tasks > 0) {
+        if (interrupted) {
+            disco__cond_wait_uninterruptible(&r.changed, &r.lock);
+        } else if (disco_cond_wait(&r.changed, &r.lock) == DISCO_EINTERRUPTED) {
+            interrupted = true;
+            if (!r.stop) {
+                r.stop = true;
+                r.err = disco_error_new(DISCO_EINTERRUPTED, "pmap interrupted after %zu "
+                                        "of %zu items", r.done, r.total);
+            }
+        }
+    }
     disco_mutex_unlock(&r.lock);
     report(&r, true);
     if (r.stop) {

@@ -64,6 +64,11 @@ disco_future *disco__pool_start(disco_pool *pool, int pid, disco_function fn,
                                 const disco_closure *c, const disco_value *args,
                                 size_t nargs);
 
+/* Gives pid, taken from pool, back once the calls of the n futures fs
+ * (retained meanwhile) have finished: at once if they have, else from a
+ * task that waits for them. Callable from a task that was interrupted. */
+void disco__pool_put_when_done(disco_pool *pool, int pid, disco_future *const *fs, size_t n);
+
 /* Fills head[CLOSURE_HEAD] for a call of c (or plain fn when c is NULL)
  * on pid through pool; *key is storage for the key array. *sent_bytes
  * tells whether (how many) captured bytes go with it. */

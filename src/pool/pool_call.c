@@ -103,23 +103,85 @@ static disco_pool *resolve(disco_pool *pool)
     return pool ? pool : disco_default_worker_pool();
 }
 
+/* Workers handed back once their calls have finished (Julia since 2025). */
 typedef struct giveback {
     disco_pool *pool;
     int pid;
-    disco_future *f;
+    size_t n;
+    disco_future *f[]; /* references of our own */
 } giveback;
 
-/* Gives the worker back once the call has finished (Julia since 2025). */
+static bool all_ready(disco_future *const *fs, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!disco_future_isready(fs[i]))
+            return false;
+    return true;
+}
+
+static int give_back_when_done(void *arg, void **unused);
+
+/* Starts the task that waits for g's futures; false if there is none. */
+static bool spawn_give_back(giveback *g)
+{
+    disco_task_attr attr = {.name = "pool give-back", .detached = true};
+    return disco_async_attr(give_back_when_done, g, &attr) != NULL;
+}
+
+static void give_back_now(giveback *g)
+{
+    disco_pool_put(g->pool, g->pid);
+    for (size_t i = 0; i < g->n; i++)
+        disco_future_release(g->f[i]);
+    free(g);
+}
+
+/* The calls' outcomes stay in their futures, for their owners. An
+ * interrupt (sticky: every later wait of this task would fail too) hands
+ * the waiting to a fresh task; only without one does the worker go back
+ * early. */
 static int give_back_when_done(void *arg, void **unused)
 {
     (void)unused;
     giveback *g = arg;
-    disco_future_wait(g->f);
-    disco_error_clear(); /* the caller sees the error through its future */
-    disco_pool_put(g->pool, g->pid);
-    disco_future_release(g->f);
-    free(g);
+    for (size_t i = 0; i < g->n; i++)
+        if (disco_future_wait(g->f[i]) == DISCO_EINTERRUPTED && !disco_future_isready(g->f[i]) &&
+            spawn_give_back(g)) {
+            disco_error_clear();
+            return 0;
+        }
+    disco_error_clear();
+    give_back_now(g);
     return 0;
+}
+
+void disco__pool_put_when_done(disco_pool *pool, int pid, disco_future *const *fs, size_t n)
+{
+    giveback *g = all_ready(fs, n) ? NULL : malloc(sizeof(*g) + n * sizeof(g->f[0]));
+    if (!g) { /* all done, or no memory to wait: back now */
+        disco_pool_put(pool, pid);
+        return;
+    }
+    *g = (giveback){pool, pid, n};
+    for (size_t i = 0; i < n; i++) {
+        g->f[i] = fs[i];
+        disco__future_retain(fs[i]);
+    }
+    disco_error *callers = disco_error_take(); /* a failed spawn must not replace it */
+    if (!spawn_give_back(g))
+        give_back_now(g); /* the worker may get a call too many, as with remote_do */
+    disco_error_put(callers);
+}
+
+/* Gives pid back after the call of f (NULL: none started) has finished:
+ * now, or later from a task (the caller does not wait for it, or stopped
+ * waiting because it was interrupted). */
+static void put_after(disco_pool *pool, int pid, disco_future *f)
+{
+    if (f)
+        disco__pool_put_when_done(pool, pid, &f, 1);
+    else
+        disco_pool_put(pool, pid);
 }
 
 static disco_future *pool_remotecall(disco_pool *pool, disco_function fn,
@@ -132,21 +194,7 @@ static disco_future *pool_remotecall(disco_pool *pool, disco_function fn,
     if (pid < 0)
         return NULL;
     disco_future *f = disco__pool_start(pool, pid, fn, c, args, nargs);
-    giveback *g = f ? malloc(sizeof(*g)) : NULL;
-    if (g) {
-        *g = (giveback){pool, pid, f};
-        disco__future_retain(f);
-        disco_task_attr attr = {.name = "pool give-back", .detached = true};
-        if (disco_async_attr(give_back_when_done, g, &attr))
-            return f;
-        disco_future_release(f);
-        free(g);
-    }
-    if (f) { /* no task to wait for it: wait here */
-        disco_future_wait(f);
-        disco_error_clear();
-    }
-    disco_pool_put(pool, pid);
+    put_after(pool, pid, f);
     return f;
 }
 
@@ -163,8 +211,8 @@ static int pool_fetch(disco_pool *pool, disco_function fn, const disco_closure *
     const disco_value *v;
     if (f && (rc = disco_future_fetch(f, &v)) == 0 && result)
         rc = disco_value_copy(result, v);
+    put_after(pool, pid, f);
     disco_future_release(f);
-    disco_pool_put(pool, pid);
     return rc;
 }
 
@@ -189,11 +237,16 @@ disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
     if (pid < 0)
         return NULL;
     disco_future *f = disco__pool_start(pool, pid, fn, NULL, args, nargs);
-    if (f) {
-        disco_future_wait(f); /* its status stays in the future */
-        disco_error_clear();
+    /* The call's status stays in the future; only an interrupt of this
+     * task, before the call finished, fails the wait itself. */
+    if (f && disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
+        put_after(pool, pid, f);
+        disco_future_release(f);
+        return NULL;
     }
-    disco_pool_put(pool, pid);
+    if (f)
+        disco_error_clear();
+    put_after(pool, pid, f);
     return f;
 }
 

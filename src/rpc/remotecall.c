@@ -155,7 +155,12 @@ disco_future *disco_remotecall_wait(disco_function fn, int pid, const disco_valu
      * future needs no second trip (Julia leaves it on the worker). */
     if (send_call(DISCO__FRAME_CALL_WAIT, fn, pid, args, nargs, &f))
         return NULL;
-    disco_future_wait(f); /* its status stays in the future */
+    /* The call's status stays in the future; only an interrupt of this
+     * task, before the call finished, fails the wait itself. */
+    if (disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
+        disco_future_release(f);
+        return NULL;
+    }
     return f;
 }
 
