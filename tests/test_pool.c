@@ -295,6 +295,26 @@ static void test_closures_and_caching(void **state)
         after += st.payload_bytes;
     }
     assert_true(after > bytes); /* sent again after clear */
+    /* remotecall_wait and remote_do of a closure use the cache too. */
+    x = disco_i64(3);
+    for (int i = 0; i < 4; i++) {
+        disco_future *f = disco_closure_remotecall_wait(cp, c, &x, 1);
+        assert_non_null(f);
+        assert_true(disco_future_isready(f));
+        const disco_value *v;
+        assert_int_equal(disco_future_fetch(f, &v), 0);
+        assert_int_equal(v->i, 21);
+        disco_future_release(f);
+        assert_int_equal(disco_closure_remote_do(cp, c, &x, 1), 0);
+    }
+    uint64_t sends = 0;
+    for (int k = 0; k < 2; k++) {
+        disco_pool_stats_of(cp, w[k], &st);
+        sends += st.payload_sends;
+    }
+    assert_true(sends <= 4); /* at most once per worker before and after clear */
+    assert_null(disco_closure_remotecall_wait(cp, NULL, &x, 1));
+    assert_int_equal(disco_closure_remote_do(cp, NULL, &x, 1), DISCO_EINVAL);
     disco_pool_free(cp);
     disco_closure_free(c);
 }

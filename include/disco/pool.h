@@ -180,6 +180,15 @@ DISCO_API int disco_closure_remotecall_fetch(disco_pool *pool, const disco_closu
 DISCO_API disco_future *disco_closure_remotecall(disco_pool *pool, const disco_closure *c,
                                                  const disco_value *args, size_t nargs);
 
+/* remotecall_wait(c, pool, args...): the ready future, as
+ * disco_pool_remotecall_wait. */
+DISCO_API disco_future *disco_closure_remotecall_wait(disco_pool *pool, const disco_closure *c,
+                                                      const disco_value *args, size_t nargs);
+
+/* remote_do(c, pool, args...), as disco_pool_remote_do. */
+DISCO_API int disco_closure_remote_do(disco_pool *pool, const disco_closure *c,
+                                      const disco_value *args, size_t nargs);
+
 /* ---- retry delays ------------------------------------------------------------ */
 
 /* Julia's ExponentialBackOff: n delays, the first min(first_delay,

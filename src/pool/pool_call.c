@@ -68,34 +68,50 @@ void disco__pool_note_sent(disco_pool *pool, int pid, const disco_closure *c,
     pthread_mutex_unlock(&pool->lock);
 }
 
+/* Sends fn (or closure c) with args to pid, a worker taken from pool: a
+ * call whose future goes to *fp, or a remote_do when fp is NULL. 0 or the
+ * error, with the last error set. */
+static int pool_send(disco_pool *pool, int pid, disco_function fn, const disco_closure *c,
+                     const disco_value *args, size_t nargs, disco_future **fp)
+{
+    disco_function target = fn;
+    const disco_value *all = args;
+    size_t nall = nargs;
+    /* Closure head and arguments in one array: on the stack for the usual
+     * few arguments, else one allocation (the call's encoding allocates
+     * anyway). */
+    disco_value local[16], *heap = NULL;
+    int64_t key[CACHE_KEY_LEN];
+    uint64_t sent = 0;
+    if (c) {
+        disco_value *v = local;
+        if (nargs > 16 - CLOSURE_HEAD && !(v = heap = malloc((nargs + CLOSURE_HEAD) * sizeof(*v))))
+            return disco_error_set(DISCO_ENOMEM, "no memory for a call");
+        disco__pool_closure_head(pool, pid, fn, c, v, key, &sent);
+        for (size_t i = 0; i < nargs; i++)
+            v[CLOSURE_HEAD + i] = args[i];
+        target = disco__closure_call;
+        all = v;
+        nall = nargs + CLOSURE_HEAD;
+    }
+    int rc = 0;
+    if (fp)
+        rc = (*fp = disco_remotecall(target, pid, all, nall)) ? 0
+                                                              : disco_error_code(disco_last_error());
+    else
+        rc = disco_remote_do(target, pid, all, nall);
+    free(heap);
+    if (rc == 0)
+        disco__pool_note_sent(pool, pid, c, sent);
+    return rc;
+}
+
 disco_future *disco__pool_start(disco_pool *pool, int pid, disco_function fn,
                                 const disco_closure *c, const disco_value *args,
                                 size_t nargs)
 {
-    if (!c) {
-        disco_future *f = disco_remotecall(fn, pid, args, nargs);
-        if (f)
-            disco__pool_note_sent(pool, pid, NULL, 0);
-        return f;
-    }
-    /* One array for head and arguments: on the stack for the usual few
-     * arguments, else one allocation (the call's encoding allocates anyway). */
-    disco_value local[16], *all = local;
-    if (nargs > 16 - CLOSURE_HEAD && !(all = malloc((nargs + CLOSURE_HEAD) * sizeof(*all)))) {
-        disco_error_set(DISCO_ENOMEM, "no memory for a call");
-        return NULL;
-    }
-    int64_t key[CACHE_KEY_LEN];
-    uint64_t sent;
-    disco__pool_closure_head(pool, pid, fn, c, all, key, &sent);
-    for (size_t i = 0; i < nargs; i++)
-        all[CLOSURE_HEAD + i] = args[i];
-    disco_future *f = disco_remotecall(disco__closure_call, pid, all, nargs + CLOSURE_HEAD);
-    if (all != local)
-        free(all);
-    if (f)
-        disco__pool_note_sent(pool, pid, c, sent);
-    return f;
+    disco_future *f = NULL;
+    return pool_send(pool, pid, fn, c, args, nargs, &f) ? NULL : f;
 }
 
 static disco_pool *resolve(disco_pool *pool)
@@ -228,15 +244,15 @@ int disco_pool_remotecall_fetch(disco_pool *pool, disco_function fn, const disco
     return pool_fetch(pool, fn, NULL, args, nargs, result);
 }
 
-disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
-                                         const disco_value *args, size_t nargs)
+static disco_future *pool_wait(disco_pool *pool, disco_function fn, const disco_closure *c,
+                               const disco_value *args, size_t nargs)
 {
     if (!(pool = resolve(pool)))
         return NULL;
     int pid = disco_pool_take(pool);
     if (pid < 0)
         return NULL;
-    disco_future *f = disco__pool_start(pool, pid, fn, NULL, args, nargs);
+    disco_future *f = disco__pool_start(pool, pid, fn, c, args, nargs);
     /* The call's status stays in the future; only an interrupt of this
      * task, before the call finished, fails the wait itself. */
     if (f && disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
@@ -250,19 +266,30 @@ disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
     return f;
 }
 
-int disco_pool_remote_do(disco_pool *pool, disco_function fn, const disco_value *args,
-                         size_t nargs)
+/* The worker goes back at once, as in Julia. */
+static int pool_do(disco_pool *pool, disco_function fn, const disco_closure *c,
+                   const disco_value *args, size_t nargs)
 {
     if (!(pool = resolve(pool)))
         return disco_error_code(disco_last_error());
     int pid = disco_pool_take(pool);
     if (pid < 0)
         return pid;
-    int rc = disco_remote_do(fn, pid, args, nargs);
-    if (rc == 0)
-        disco__pool_note_sent(pool, pid, NULL, 0);
+    int rc = pool_send(pool, pid, fn, c, args, nargs, NULL);
     disco_pool_put(pool, pid);
     return rc;
+}
+
+disco_future *disco_pool_remotecall_wait(disco_pool *pool, disco_function fn,
+                                         const disco_value *args, size_t nargs)
+{
+    return pool_wait(pool, fn, NULL, args, nargs);
+}
+
+int disco_pool_remote_do(disco_pool *pool, disco_function fn, const disco_value *args,
+                         size_t nargs)
+{
+    return pool_do(pool, fn, NULL, args, nargs);
 }
 
 int disco_remote_call(disco_remote_fn r, const disco_value *args, size_t nargs,
@@ -287,4 +314,22 @@ disco_future *disco_closure_remotecall(disco_pool *pool, const disco_closure *c,
         return NULL;
     }
     return pool_remotecall(pool, c->fn, c, args, nargs);
+}
+
+disco_future *disco_closure_remotecall_wait(disco_pool *pool, const disco_closure *c,
+                                            const disco_value *args, size_t nargs)
+{
+    if (!c) {
+        disco_error_set(DISCO_EINVAL, "closure call: NULL closure");
+        return NULL;
+    }
+    return pool_wait(pool, c->fn, c, args, nargs);
+}
+
+int disco_closure_remote_do(disco_pool *pool, const disco_closure *c, const disco_value *args,
+                            size_t nargs)
+{
+    if (!c)
+        return disco_error_set(DISCO_EINVAL, "closure call: NULL closure");
+    return pool_do(pool, c->fn, c, args, nargs);
 }
