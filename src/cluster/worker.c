@@ -53,7 +53,8 @@ int disco_init(int *argc, char ***argv)
     if (disco__worker_announce(disco__rt.address) != 0)
         die("reporting the address");
     /* Serve until the master says goodbye or goes away. */
-    disco_event_wait(&disco__rt.master_gone);
+    while (sem_wait(&disco__rt.master_gone) != 0)
+        ; /* EINTR */
     fflush(stdout);
     fflush(stderr);
     _exit(0); /* calls in flight die with us, as in Julia */

@@ -346,7 +346,7 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
         return 0;
     case DISCO__FRAME_SHUTDOWN:
         if (disco__rt.worker && p->pid == 1)
-            disco_event_notify(&disco__rt.master_gone);
+            sem_post(&disco__rt.master_gone);
         return 0;
     default:
         return disco_error_set(DISCO_EPROTO, "unexpected %s frame",
@@ -443,7 +443,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
             disco_error_free(e);
         }
     } else if (p->pid == 1) {
-        disco_event_notify(&disco__rt.master_gone);
+        sem_post(&disco__rt.master_gone);
     }
     p->ready_status = status ? status : DISCO_EPROCEXIT;
     disco_event_notify(&p->settled);

@@ -67,7 +67,7 @@ int disco__runtime_start(void)
         strcpy(r->self.host, "localhost");
     r->self.host[sizeof(r->self.host) - 1] = '\0';
     memcpy(r->self.addr, r->address, sizeof(r->self.addr)); /* same size */
-    disco_event_init(&r->master_gone, false);
+    sem_init(&r->master_gone, 0, 0);
     r->hook = (disco__progress_hook){progress_poll, progress_interrupt, r};
     disco__sched_set_progress(&r->hook);
     atomic_store_explicit(&r->up, true, memory_order_release);

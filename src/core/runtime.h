@@ -13,6 +13,7 @@
 #ifndef DISCO_CORE_RUNTIME_H
 #define DISCO_CORE_RUNTIME_H
 
+#include <semaphore.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -83,7 +84,11 @@ typedef struct disco__runtime {
     _Atomic uint64_t next_call_id;
     uint32_t max_payload;       /* largest frame payload sent or accepted */
     disco__progress_hook hook;
-    disco_event master_gone;    /* worker: set when the master connection ends */
+    /* Worker: posted when the master says goodbye or its connection ends.
+     * A semaphore, not an event: the main thread waits on it for the
+     * worker's whole life and must not spin (DISCO_PROGRESS=poll makes
+     * disco's waits spin). */
+    sem_t master_gone;
 } disco__runtime;
 
 extern disco__runtime disco__rt;
