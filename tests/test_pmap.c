@@ -25,6 +25,15 @@ static int square(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(square)
 
+/* nil for odd items, the item for even ones. */
+static int nil_if_odd(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    *result = args[0].i % 2 ? disco_nil() : args[0];
+    return 0;
+}
+DISCO_FUNCTION(nil_if_odd)
+
 static int fail_even(const disco_value *args, size_t n, disco_value *result)
 {
     (void)n;
@@ -132,6 +141,20 @@ static void test_batch_sizes(void **state)
                     fail_msg("batch %zu, %zu items: item %zu wrong", batches[b], counts[c], i);
             free_all(r, counts[c]);
         }
+    /* Batch results go back as a column when they can (all nil; all I64,
+     * above; all F64, in test_two_collections) and as values otherwise. */
+    for (int odd_only = 0; odd_only < 2; odd_only++) {
+        static int64_t odds[100];
+        for (int i = 0; i < 100; i++)
+            odds[i] = odd_only ? 2 * i + 1 : i;
+        disco_value coll = disco_array(DISCO_ELEM_I64, odds, 100);
+        disco_pmap_opts o = {.batch_size = 7};
+        assert_int_equal(disco_pmap(nil_if_odd, &coll, 1, r, &o), 0);
+        for (int i = 0; i < 100; i++)
+            if ((odd_only || i % 2) ? r[i].type != DISCO_NIL : r[i].i != i)
+                fail_msg("odd_only %d: item %d wrong", odd_only, i);
+        free_all(r, 100);
+    }
     /* Empty input. */
     disco_value none = disco_array(DISCO_ELEM_I64, xs, 0);
     assert_int_equal(disco_pmap(square, &none, 1, NULL, NULL), 0);

@@ -209,8 +209,9 @@ DISCO_API int disco_backoff_delays(const disco_backoff *b, double *delays);
 
 /* ---- pmap --------------------------------------------------------------------- */
 
-/* batch_size: let pmap choose (at least 3 batches per worker, at most 100
- * items each: Julia's batchsplit). */
+/* batch_size: let pmap choose: at least 8 batches per worker, at most
+ * 10000 items each (Julia's batchsplit says 3 and 100; larger batches
+ * amortise the message, see bench/bench_pmap). */
 #define DISCO_BATCH_AUTO SIZE_MAX
 
 /* What a progress callback sees. */

@@ -4,7 +4,8 @@
  * over the worker's scheduler threads. Arguments: the closure head (see
  * pool.h), then the collections' slices. The result is a list of two: the
  * items' results in order, and the I64 array of the items that failed
- * (whose results are their errors).
+ * (whose results are their errors). Without failures, results all nil are
+ * sent as nil, results all I64 or all F64 as an array (as_column).
  */
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -45,6 +46,10 @@ static void run_item(batch *b, size_t i)
         args[k] = disco__pmap_item(&b->slices[k], i);
     disco_error_clear();
     int rc = disco__closure_invoke(b->fn, b->captured, b->ncaptured, args, b->nslices, &r);
+    if (rc == 0 && r.type <= DISCO_F64) { /* a scalar: nothing to copy or free */
+        b->results[i] = r;
+        return;
+    }
     if (rc == 0 && (rc = disco_value_copy(&b->results[i], &r)) == 0) {
         bool borrowed_arg = false;
         for (size_t k = 0; k < b->nslices; k++)
@@ -110,6 +115,41 @@ static void run_batch(batch *b)
         disco_error_clear(); /* a runner got no stack: the others ran its items */
 }
 
+/*
+ * The results of a batch without failures, as cheap to send and receive as
+ * they can be: nil when every one is nil, an I64 or F64 array when every
+ * one is of that type (typical of numeric maps; no value to encode, decode
+ * or free per item), else a list (*col then says DISCO_LIST and the
+ * caller sends the results themselves). 0 or DISCO_ENOMEM.
+ */
+static int as_column(const disco_value *r, size_t n, disco_value *col)
+{
+    disco_type t = n ? r[0].type : DISCO_NIL;
+    for (size_t i = 1; i < n && (t == DISCO_NIL || t == DISCO_I64 || t == DISCO_F64); i++)
+        if (r[i].type != t)
+            t = DISCO_LIST;
+    if (t == DISCO_NIL) {
+        *col = disco_nil();
+        return 0;
+    }
+    if (t != DISCO_I64 && t != DISCO_F64) {
+        col->type = DISCO_LIST;
+        return 0;
+    }
+    if (t == DISCO_I64) {
+        int64_t *a = malloc(n * sizeof(*a));
+        for (size_t i = 0; a && i < n; i++)
+            a[i] = r[i].i;
+        *col = disco_array(DISCO_ELEM_I64, a, n);
+    } else {
+        double *a = malloc(n * sizeof(*a));
+        for (size_t i = 0; a && i < n; i++)
+            a[i] = r[i].f;
+        *col = disco_array(DISCO_ELEM_F64, a, n);
+    }
+    return col->array.data ? 0 : disco_throw(DISCO_ENOMEM, "no memory for a batch of %zu", n);
+}
+
 int disco__pmap_batch(const disco_value *args, size_t nargs, disco_value *result)
 {
     if (nargs <= CLOSURE_HEAD || nargs - CLOSURE_HEAD > DISCO__PMAP_MAX_COLLECTIONS)
@@ -145,13 +185,18 @@ int disco__pmap_batch(const disco_value *args, size_t nargs, disco_value *result
         if (b.failed[i])
             failed_idx[nf++] = (int64_t)i;
     /* Owned: the runtime frees them after sending. */
-    pair[0] = disco_list(b.results, b.n);
+    if (!nf && (rc = as_column(b.results, b.n, &pair[0])) != 0)
+        goto out;
+    if (nf || pair[0].type == DISCO_LIST)
+        pair[0] = disco_list(b.results, b.n);
+    else
+        free(b.results); /* scalars: nothing in them to free */
+    b.results = NULL;
     pair[0].flags = DISCO_VALUE_OWNED;
     pair[1] = disco_array(DISCO_ELEM_I64, failed_idx, nf);
     pair[1].flags = DISCO_VALUE_OWNED;
     *result = disco_list(pair, 2);
     result->flags = DISCO_VALUE_OWNED;
-    b.results = NULL;
     pair = NULL;
 out:
     if (b.results) {
