@@ -418,6 +418,34 @@ static void test_interrupted_calls(void **state)
     disco_pool_free(ip);
 }
 
+/* Interrupts the calls on every worker every 50 ms until *stop. */
+static int interrupter(void *arg, void **unused)
+{
+    (void)unused;
+    while (!__atomic_load_n((bool *)arg, __ATOMIC_SEQ_CST)) {
+        disco_sleep(0.05);
+        disco_interrupt(NULL, 0);
+    }
+    return 0;
+}
+
+/* disco_interrupt reaches a distributed for's chunks while they compute
+ * (they poll disco_interrupted): an endless loop fails, and the workers
+ * serve on. */
+static void test_distributed_for_interrupted(void **state)
+{
+    (void)state;
+    bool stop = false;
+    disco_task *t = disco_async(interrupter, &stop);
+    disco_value r;
+    int rc = disco_distributed_for(1, INT64_MAX, whoami, add, &r); /* small sums */
+    __atomic_store_n(&stop, true, __ATOMIC_SEQ_CST);
+    assert_int_equal(disco_task_join(t, NULL), 0);
+    assert_int_equal(rc, DISCO_EINTERRUPTED);
+    assert_int_equal(disco_distributed_for(1, 100, identity, add, &r), 0);
+    assert_int_equal(r.i, 5050);
+}
+
 int main(int argc, char **argv)
 {
     disco_init(&argc, &argv); /* a worker never returns from here */
@@ -430,6 +458,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_distributed_for),
         cmocka_unit_test(test_interrupted_calls),
+        cmocka_unit_test(test_distributed_for_interrupted),
     };
     int rc = cmocka_run_group_tests_name("pool", tests, NULL, NULL);
     disco_finalize();

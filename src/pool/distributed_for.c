@@ -17,11 +17,11 @@ static int splitrange(int64_t lo, int64_t hi, int np, int64_t *first, int64_t *l
     uint64_t n = (uint64_t)hi - (uint64_t)lo + 1;
     uint64_t each = n / (uint64_t)np, extra = n % (uint64_t)np;
     int chunks = each > 0 ? np : (int)extra;
-    int64_t at = lo;
+    uint64_t at = (uint64_t)lo; /* unsigned: past the last chunk may be INT64_MAX + 1 */
     for (int k = 0; k < chunks; k++) {
         len[k] = (int64_t)(each + ((uint64_t)k < extra ? 1 : 0));
-        first[k] = at;
-        at += len[k];
+        first[k] = (int64_t)at;
+        at += (uint64_t)len[k];
     }
     return chunks;
 }
@@ -45,7 +45,7 @@ static int dfor_chunk(const disco_value *args, size_t nargs, disco_value *result
     for (int64_t i = args[2].i; i <= args[3].i; i++) {
         /* The call computes without waiting: it polls for an interrupt
          * (disco_interrupt) now and then, not on every cheap iteration. */
-        if (((i - args[2].i) & 1023) == 1023 && disco_interrupted()) {
+        if ((((uint64_t)i - (uint64_t)args[2].i) & 1023) == 1023 && disco_interrupted()) {
             disco_value_free(&acc);
             return disco_throw(DISCO_EINTERRUPTED, "distributed for interrupted at %lld",
                                (long long)i);
@@ -106,7 +106,7 @@ static int run_chunks(int64_t lo, int64_t hi, disco_function body, disco_functio
     for (; sent < chunks; sent++) {
         disco_value a[4] = {disco_i64((int64_t)body_id),
                             reducer ? disco_i64((int64_t)reducer_id) : disco_nil(),
-                            disco_i64(first[sent]), disco_i64(first[sent] + len[sent] - 1)};
+                            disco_i64(first[sent]), disco_i64(first[sent] + (len[sent] - 1))};
         if (!(f[sent] = disco_remotecall(dfor_chunk, pids[sent], a, 4))) {
             rc = disco_error_code(disco_last_error());
             err = disco_error_take();
