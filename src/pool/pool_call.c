@@ -94,12 +94,13 @@ static int pool_send(disco_pool *pool, int pid, disco_function fn, const disco_c
         all = v;
         nall = nargs + CLOSURE_HEAD;
     }
-    int rc = 0;
-    if (fp)
-        rc = (*fp = disco_remotecall(target, pid, all, nall)) ? 0
-                                                              : disco_error_code(disco_last_error());
-    else
+    int rc;
+    if (!fp)
         rc = disco_remote_do(target, pid, all, nall);
+    else if (!(*fp = disco_remotecall(target, pid, all, nall)))
+        rc = disco_error_code(disco_last_error());
+    else
+        rc = 0;
     free(heap);
     if (rc == 0)
         disco__pool_note_sent(pool, pid, c, sent);
