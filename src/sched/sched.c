@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Scheduler threads: start/stop, the worker loop, finding work, idling. */
 #include <hwloc.h>
+#include <sched.h>
 #include <linux/membarrier.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -347,10 +348,13 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
         h->interrupt(h->arg);
     uint64_t deadline = S.mode == PROGRESS_POLL ? UINT64_MAX : disco__now_ns() + S.spin_ns;
     bool got;
+    unsigned rounds = 0;
     while (!(got = atomic_load_explicit(signal, memory_order_acquire)) &&
            disco__now_ns() < deadline) {
         run_progress(0);
         disco__cpu_relax();
+        if (++rounds % 16 == 0) /* as in worker_main's spin */
+            sched_yield();
     }
     if (got) /* the workers leave the network to us a while longer */
         atomic_store_explicit(&S.foreign_until, disco__now_ns() + FOREIGN_LEASE_NS,
@@ -510,6 +514,11 @@ static void *worker_main(void *arg)
         if (spin_more(idle, idle_since)) {
             if (!run_progress(0))
                 disco__cpu_relax();
+            /* Spinning must not starve a thread that has real work on this
+             * core (more spinners than cores: a worker per core and the
+             * caller): let it run now and then. */
+            if (idle % 16 == 0)
+                sched_yield();
         } else {
             worker_idle(); /* returns searching again */
             idle = 0;
