@@ -202,7 +202,7 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
 static bool gone(void *arg)
 {
     disco__peer *p = arg;
-    return atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE;
+    return atomic_load_explicit(&p->departed, memory_order_acquire);
 }
 
 int disco_rmprocs(const int *pids, int n, double timeout)

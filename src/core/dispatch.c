@@ -455,6 +455,8 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     disco__peer_close(p);
     if (!was_known)
         disco__peer_free_unpublished(p);
+    else
+        atomic_store_explicit(&p->departed, true, memory_order_release);
 }
 
 static void drop(disco__peer *p, const char *what)

@@ -34,6 +34,9 @@ enum { PEER_AUTH, PEER_READY, PEER_GONE };
 typedef struct disco__peer {
     int pid;
     _Atomic int state;
+    /* Set once everything has learnt that the peer is gone (futures
+     * failed, observers such as the pools told): what rmprocs waits for. */
+    atomic_bool departed;
     /* The connection, NULL once it is closed. Senders hold conn_lock for
      * reading across the transport's send; closing takes it for writing,
      * so no send can touch a freed connection. (Uncontended, a read lock

@@ -353,7 +353,7 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
            disco__now_ns() < deadline) {
         run_progress(0);
         disco__cpu_relax();
-        if (++rounds % 16 == 0) /* as in worker_main's spin */
+        if (++rounds % 32 == 0) /* as in worker_main's spin */
             sched_yield();
     }
     if (got) /* the workers leave the network to us a while longer */
@@ -517,7 +517,7 @@ static void *worker_main(void *arg)
             /* Spinning must not starve a thread that has real work on this
              * core (more spinners than cores: a worker per core and the
              * caller): let it run now and then. */
-            if (idle % 16 == 0)
+            if (idle % 32 == 0)
                 sched_yield();
         } else {
             worker_idle(); /* returns searching again */
