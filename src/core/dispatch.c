@@ -188,35 +188,12 @@ static int run_call(void *arg, void **unused)
 {
     (void)unused;
     call *c = arg;
-    disco_value result = disco_nil();
-    disco_error_clear();
-    disco__running running;
-    disco__running_enter(&running);
-    int rc = c->fn(c->args.list.items, c->args.list.n, &result);
-    disco__running_leave(&running);
-    /* Interrupted while it ran: the call fails whatever the function
-     * returned (C cannot tell whether it handled the interruption). */
-    if (disco_interrupted())
-        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on worker %d",
-                             c->name, disco__rt.myid);
-    if (c->h.kind == DISCO__FRAME_REMOTE_DO) {
-        if (rc) {
-            char msg[512] = "";
-            if (disco_last_error())
-                disco_error_format(disco_last_error(), msg, sizeof(msg));
-            fprintf(stderr, "disco: remote_do of '%s' failed on worker %d: %s\n",
-                    c->name, disco__rt.myid, msg);
-        }
-    } else {
+    disco_value result;
+    bool effect_only = c->h.kind == DISCO__FRAME_REMOTE_DO;
+    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &result);
+    if (!effect_only)
         reply(c, rc, &result);
-    }
-    /* A function may hand back one of its arguments as is (flags and
-     * all): then the argument list frees it, not the result. */
-    bool is_arg = false;
-    for (size_t i = 0; i < c->args.list.n; i++)
-        is_arg |= !memcmp(&result, &c->args.list.items[i], sizeof(result));
-    if (!is_arg)
-        disco_value_free(&result);
+    disco__call_result_free(&result, &c->args);
     disco_value_free(&c->args);
     free(c);
     return 0;

@@ -6,7 +6,11 @@
  * tasks. A task leaves the list (under the lock) before it can finish, so
  * the interrupter, which holds the lock, never touches a freed task.
  */
+#include <stdio.h>
+#include <string.h>
+
 #include "core/running.h"
+#include "core/runtime.h"
 #include "sched/interrupt.h"
 #include "sched/spin.h"
 
@@ -45,4 +49,34 @@ int disco__running_interrupt_all(void)
         disco__task_interrupt(r->task);
     disco__spin_unlock(&lock);
     return n;
+}
+
+int disco__call_invoke(disco_function fn, const char *name, const disco_value *args,
+                       bool effect_only, disco_value *result)
+{
+    *result = disco_nil();
+    disco_error_clear();
+    disco__running running;
+    disco__running_enter(&running);
+    int rc = fn(args->list.items, args->list.n, result);
+    disco__running_leave(&running);
+    if (disco_interrupted())
+        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on worker %d",
+                             name, disco__rt.myid);
+    if (rc && effect_only) {
+        char msg[512] = "";
+        if (disco_last_error())
+            disco_error_format(disco_last_error(), msg, sizeof(msg));
+        fprintf(stderr, "disco: remote_do of '%s' failed on worker %d: %s\n", name,
+                disco__rt.myid, msg);
+    }
+    return rc;
+}
+
+void disco__call_result_free(disco_value *result, const disco_value *args)
+{
+    for (size_t i = 0; i < args->list.n; i++)
+        if (!memcmp(result, &args->list.items[i], sizeof(*result)))
+            return;
+    disco_value_free(result);
 }

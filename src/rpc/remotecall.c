@@ -1,8 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The remotecall family (see disco/rpc.h). */
-#include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/error_internal.h"
 #include "core/running.h"
@@ -24,24 +22,14 @@ static int run_local(void *arg, void **unused)
 {
     (void)unused;
     local_call *c = arg;
-    disco_value result = disco_nil(), owned = disco_nil();
-    disco_error_clear();
-    disco__running running;
-    disco__running_enter(&running);
-    int rc = c->fn(c->args.list.items, c->args.list.n, &result);
-    disco__running_leave(&running);
-    if (disco_interrupted()) /* as for a remote call: see dispatch.c */
-        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on process %d",
-                             disco_function_name(c->fn), disco__rt.myid);
+    disco_value result, owned = disco_nil();
+    int rc = disco__call_invoke(c->fn, disco_function_name(c->fn), &c->args, !c->reply,
+                                &result);
     /* The result may borrow the arguments or the function's memory: the
      * future keeps its own copy. */
     if (rc == 0 && c->reply)
         rc = disco_value_copy(&owned, &result);
-    bool is_arg = false;
-    for (size_t i = 0; i < c->args.list.n; i++)
-        is_arg |= !memcmp(&result, &c->args.list.items[i], sizeof(result));
-    if (!is_arg)
-        disco_value_free(&result);
+    disco__call_result_free(&result, &c->args);
     if (c->reply) {
         disco_error *e = NULL;
         if (rc && !(e = disco_error_take()))
@@ -49,12 +37,6 @@ static int run_local(void *arg, void **unused)
         if (e)
             disco__error_set_pid(e, disco__rt.myid);
         disco__future_complete(c->id, rc, rc ? NULL : &owned, e);
-    } else if (rc) {
-        char msg[512] = "";
-        if (disco_last_error())
-            disco_error_format(disco_last_error(), msg, sizeof(msg));
-        fprintf(stderr, "disco: remote_do of '%s' failed on process %d: %s\n",
-                disco_function_name(c->fn), disco__rt.myid, msg);
     }
     disco_value_free(&c->args);
     free(c);
