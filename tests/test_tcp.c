@@ -13,6 +13,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
@@ -179,7 +180,7 @@ static void ep_open(ep *e, const char *host)
     memset(e, 0, sizeof(*e));
     pthread_mutex_init(&e->mu, NULL);
     e->hash = FNV_INIT;
-    assert_int_equal(T->init(&e->tp, host, &callbacks, e), 0);
+    assert_int_equal(T->init(&e->tp, host, NULL, &callbacks, e), 0);
 }
 
 static void ep_close(ep *e)
@@ -392,12 +393,12 @@ static void test_bad_arguments(void **state)
     disco_transport *tp = NULL;
     disco_transport_callbacks partial = callbacks;
     partial.on_sent = NULL;
-    assert_int_equal(T->init(&tp, NULL, &partial, NULL), DISCO_EINVAL);
-    assert_int_equal(T->init(NULL, NULL, &callbacks, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(&tp, NULL, NULL, &partial, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(NULL, NULL, NULL, &callbacks, NULL), DISCO_EINVAL);
     const char *hosts[] = {"", "localhost", "1.2.3", "127.0.0.1:80",
                            "[::1", "tcp://127.0.0.1", "256.0.0.1"};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(*hosts); i++) {
-        assert_int_equal(T->init(&tp, hosts[i], &callbacks, NULL), DISCO_EINVAL);
+        assert_int_equal(T->init(&tp, hosts[i], NULL, &callbacks, NULL), DISCO_EINVAL);
         assert_int_equal(disco_error_code(disco_last_error()), DISCO_EINVAL);
     }
     assert_null(tp);
@@ -1024,6 +1025,46 @@ static void test_send_wakes_progress(void **state)
     ep_close(&b);
 }
 
+/* Blocking on the wait fd (how the core sleeps on several transports):
+ * armed with nothing pending, the fd stays quiet; a message arriving, or an
+ * interrupt, makes it readable; progress then delivers. */
+static bool fd_readable(int fd, int ms)
+{
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+}
+
+static void test_wait_fd(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    pump_for(&a, &b, 20);
+    int fd = T->wait_fd(b.tp);
+    assert_true(fd >= 0);
+    assert_int_equal(T->wait_fd(b.tp), fd); /* fixed for the transport's life */
+    assert_int_equal(T->wait_arm(b.tp), 0);
+    assert_false(fd_readable(fd, 50));
+    size_t before = ep_rxtotal(&b);
+    assert_int_equal(send1(ac, "wake", 4, NULL), 0);
+    assert_true(fd_readable(fd, DEADLINE_S * 1000));
+    assert_true(T->progress(b.tp, 0) > 0);
+    assert_int_equal(ep_rxtotal(&b), before + 4);
+
+    assert_int_equal(T->wait_arm(b.tp), 0);
+    assert_false(fd_readable(fd, 20));
+    T->interrupt(b.tp);
+    assert_true(fd_readable(fd, DEADLINE_S * 1000));
+    assert_true(T->progress(b.tp, 0) >= 0);
+    assert_false(fd_readable(fd, 0)); /* progress consumed the wake-up */
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
 /* ---- file descriptors ---------------------------------------------------- */
 
 static void test_fds_cloexec_nodelay(void **state)
@@ -1101,11 +1142,11 @@ static int child_main(const char *addr, size_t len)
 {
     alarm(120);
     child ch = {.buf = malloc(len), .len = len};
-    const disco_transport_callbacks cbs = {child_accept, child_recv,
-                                           child_close, child_sent};
+    const disco_transport_callbacks cbs = {.on_accept = child_accept, .on_recv = child_recv,
+                                           .on_close = child_close, .on_sent = child_sent};
     disco_transport *tp;
     disco_conn *c;
-    if (!ch.buf || T->init(&tp, NULL, &cbs, &ch) != 0)
+    if (!ch.buf || T->init(&tp, NULL, NULL, &cbs, &ch) != 0)
         return 2;
     if (T->connect(tp, addr, NULL, &c) != 0)
         return 3;
@@ -1170,7 +1211,7 @@ static void test_ipv6(void **state)
     memset(&b, 0, sizeof(b));
     pthread_mutex_init(&b.mu, NULL);
     b.hash = FNV_INIT;
-    if (T->init(&b.tp, "[::1]", &callbacks, &b) != 0) {
+    if (T->init(&b.tp, "[::1]", NULL, &callbacks, &b) != 0) {
         pthread_mutex_destroy(&b.mu);
         skip(); /* no IPv6 loopback here */
     }
@@ -1212,6 +1253,7 @@ int main(void)
         cmocka_unit_test(test_close_while_progress_runs),
         cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_send_wakes_progress),
+        cmocka_unit_test(test_wait_fd),
         cmocka_unit_test(test_fds_cloexec_nodelay),
         cmocka_unit_test(test_forked_peer),
         cmocka_unit_test(test_ipv6),

@@ -58,7 +58,7 @@ int disco__runtime_start(void)
         goto out;
     r->max_payload = max_payload();
     r->ops = &disco__tcp_ops;
-    if ((rc = r->ops->init(&r->tp, NULL, &callbacks, r)))
+    if ((rc = r->ops->init(&r->tp, NULL, NULL, &callbacks, r)))
         goto out;
     r->ops->local_address(r->tp, r->address, sizeof(r->address));
     r->self.pid = r->myid;

@@ -28,9 +28,21 @@
 typedef struct disco_transport disco_transport;
 typedef struct disco_conn disco_conn;
 
-/* Capability bits. */
+typedef struct disco_mr disco_mr; /* a memory registration */
+
+/* Capability bits. The core picks a transport for a peer by these (and by
+ * rank), never by name. */
 #define DISCO_TRANSPORT_CAP_STREAM (1ull << 0)    /* ordered reliable bytes */
 #define DISCO_TRANSPORT_CAP_CROSS_NODE (1ull << 1) /* reaches other hosts */
+#define DISCO_TRANSPORT_CAP_SAME_NODE (1ull << 2) /* reaches this host's processes */
+#define DISCO_TRANSPORT_CAP_RMA (1ull << 3)      /* mem_register + rma_read work */
+/* Reports a dead peer by itself (on_close). A transport without it (a
+ * connectionless fabric) relies on the core, which keeps its TCP bootstrap
+ * connection open to learn that a peer died. */
+#define DISCO_TRANSPORT_CAP_CLOSE (1ull << 4)
+
+/* The largest remote key mem_register writes. */
+#define DISCO_TRANSPORT_KEY_MAX 64
 
 /* Upcalls from the transport into the core. ctx is what init was given. */
 typedef struct disco_transport_callbacks {
@@ -49,26 +61,42 @@ typedef struct disco_transport_callbacks {
      * transport may keep a few completions for a later progress call
      * rather than wake a blocked one for each. */
     void (*on_sent)(void *ctx, disco_conn *c, void *token, int status);
+    /* The rma_read identified by token is done: its destination holds the
+     * data (status 0) or the read failed (negative status). Deferred like
+     * on_sent: never called from inside rma_read. */
+    void (*on_read)(void *ctx, disco_conn *c, void *token, int status);
 } disco_transport_callbacks;
 
 typedef struct disco_transport_ops {
     size_t size; /* sizeof(struct disco_transport_ops): new slots append */
     const char *name;
     uint64_t caps;
+    /* Preference among the transports two peers share: higher wins. */
+    int rank;
+    /* Payloads up to this size go inline in a frame; above it the core may
+     * use rendezvous (mem_register + rma_read). 0: no preference. */
+    size_t eager_max;
 
     /* Creates a transport listening on host (NULL: 127.0.0.1) on an
-     * ephemeral port. Does not block. */
-    int (*init)(disco_transport **tp, const char *host,
+     * ephemeral port. Does not block. arg is the part of DISCO_TRANSPORT
+     * after "name:" (a libfabric provider), NULL when none was given.
+     * Returns 0, or DISCO_ENOSYS when this machine cannot run the
+     * transport (the core then goes on without it), or another status. */
+    int (*init)(disco_transport **tp, const char *host, const char *arg,
                 const disco_transport_callbacks *cb, void *ctx);
 
-    /* Writes the listening address ("tcp://127.0.0.1:40123") into buf. */
+    /* Writes the listening address into buf: printable ASCII without
+     * spaces, starting with the transport's name and "://"
+     * ("tcp://127.0.0.1:40123"), at most DISCO_TRANSPORT_ADDR_MAX bytes
+     * with the NUL. */
     int (*local_address)(disco_transport *tp, char *buf, size_t len);
 
     /* Starts connecting to address (as printed by local_address), with ctx
      * as the connection's context (see conn_context) from the start, since
      * callbacks for it may run before connect returns. Returns the
      * connection at once; sends may be queued on it right away. A failure
-     * to connect arrives as on_close(c, status < 0). */
+     * to connect arrives as on_close(c, status < 0) — or, for a transport
+     * that can tell at once (a same-node one), as a negative return. */
     int (*connect)(disco_transport *tp, const char *address, void *ctx,
                    disco_conn **c);
 
@@ -85,8 +113,19 @@ typedef struct disco_transport_ops {
      * for a concurrent or nested call). */
     int (*progress)(disco_transport *tp, int timeout_ms);
 
-    /* Wakes a progress call blocked in another thread. */
+    /* Wakes a progress call blocked in another thread, and a thread
+     * blocked on wait_fd after wait_arm. */
     void (*interrupt)(disco_transport *tp);
+
+    /* Blocking on several transports at once: the core calls wait_arm on
+     * each, and if all return 0, poll()s their wait_fd for POLLIN, then
+     * calls progress(tp, 0) on each, which ends the armed state. wait_arm
+     * returns 0 when the caller may sleep (anything that happens from now
+     * on makes wait_fd readable, interrupt included), > 0 when something
+     * is already pending (call progress instead). Same thread rules as
+     * progress. The fd is owned by the transport and fixed for its life. */
+    int (*wait_fd)(disco_transport *tp);
+    int (*wait_arm)(disco_transport *tp);
 
     /* Closes c (idempotent with a peer close) and frees it. Sends still
      * queued complete with on_sent(DISCO_ECLOSED). No callback for c runs
@@ -103,8 +142,28 @@ typedef struct disco_transport_ops {
     /* Closes every connection and the listener, frees tp. Outstanding sends
      * are reported with on_sent; on_close is not called. */
     void (*fini)(disco_transport *tp);
+
+    /* Remote memory access (DISCO_TRANSPORT_CAP_RMA; NULL slots without
+     * it). mem_register makes [addr, addr + len) readable by peers' rma_read
+     * and local as an rma_read destination; it writes the key a peer needs
+     * into key (*keylen bytes, at most DISCO_TRANSPORT_KEY_MAX). It may
+     * block (pinning memory). mem_deregister ends it; reads in flight on it
+     * may then fail. Both thread-safe. */
+    int (*mem_register)(disco_transport *tp, void *addr, size_t len, disco_mr **mr,
+                        uint8_t *key, size_t *keylen);
+    void (*mem_deregister)(disco_mr *mr);
+    /* Reads len bytes at the peer's address raddr, registered there under
+     * key, into dst (inside dst_mr, a local registration; NULL when the
+     * transport needs none). Completion: on_read(token), from progress.
+     * Never blocks; any thread. 0 or a negative status (no on_read then). */
+    int (*rma_read)(disco_conn *c, void *dst, disco_mr *dst_mr, uint64_t raddr,
+                    size_t len, const uint8_t *key, size_t keylen, void *token);
 } disco_transport_ops;
 
+#define DISCO_TRANSPORT_ADDR_MAX 256
+
 extern const disco_transport_ops disco__tcp_ops;
+extern const disco_transport_ops disco__shm_ops;
+extern const disco_transport_ops disco__ofi_ops;
 
 #endif

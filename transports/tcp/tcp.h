@@ -242,7 +242,7 @@ int tcp_conn_write_locked(tcp_conn *c);
 void tcp_wake(tcp_transport *tp);
 
 /* The ops slots, one file each. */
-int tcp_init(disco_transport **tp, const char *host,
+int tcp_init(disco_transport **tp, const char *host, const char *arg,
              const disco_transport_callbacks *cb, void *ctx);
 int tcp_local_address(disco_transport *tp, char *buf, size_t len);
 int tcp_connect(disco_transport *tp, const char *address, void *ctx,
@@ -251,6 +251,8 @@ int tcp_send_op(disco_conn *c, const struct iovec *iov, int iovcnt,
                 void *token);
 int tcp_progress(disco_transport *tp, int timeout_ms);
 void tcp_interrupt(disco_transport *tp);
+int tcp_wait_fd(disco_transport *tp);
+int tcp_wait_arm(disco_transport *tp);
 void tcp_conn_close(disco_conn *c);
 const char *tcp_conn_peer(disco_conn *c);
 void tcp_conn_set_context(disco_conn *c, void *ctx);

@@ -23,6 +23,23 @@ void tcp_interrupt(disco_transport *dtp)
         tcp_wake(tcp_tp(dtp));
 }
 
+/* The epoll instance itself polls readable when one of its sockets (or the
+ * eventfd) has an event. */
+int tcp_wait_fd(disco_transport *dtp) { return tcp_tp(dtp)->epfd; }
+
+int tcp_wait_arm(disco_transport *dtp)
+{
+    tcp_transport *tp = tcp_tp(dtp);
+    pthread_mutex_lock(&tp->lock);
+    int pending = tp->ready != NULL;
+    if (!pending) { /* as progress does before its epoll_wait */
+        tp->sleeping = true;
+        tp->woken = false;
+    }
+    pthread_mutex_unlock(&tp->lock);
+    return pending;
+}
+
 static int epoll_add(tcp_transport *tp, int fd, void *tag)
 {
     struct epoll_event ev = {.events = EPOLLIN, .data.ptr = tag};
@@ -39,9 +56,10 @@ static void close_fds(tcp_transport *tp)
         close(tp->epfd);
 }
 
-int tcp_init(disco_transport **out, const char *host,
+int tcp_init(disco_transport **out, const char *host, const char *arg,
              const disco_transport_callbacks *cb, void *ctx)
 {
+    (void)arg; /* nothing to choose */
     if (!out || !cb || !cb->on_accept || !cb->on_recv || !cb->on_close ||
         !cb->on_sent)
         return disco_error_set(DISCO_EINVAL,
@@ -190,13 +208,17 @@ void tcp_fini(disco_transport *dtp)
 const disco_transport_ops disco__tcp_ops = {
     .size = sizeof(disco_transport_ops),
     .name = "tcp",
-    .caps = DISCO_TRANSPORT_CAP_STREAM | DISCO_TRANSPORT_CAP_CROSS_NODE,
+    .caps = DISCO_TRANSPORT_CAP_STREAM | DISCO_TRANSPORT_CAP_CROSS_NODE |
+            DISCO_TRANSPORT_CAP_SAME_NODE | DISCO_TRANSPORT_CAP_CLOSE,
+    .rank = 0, /* the fallback: everything else is preferred */
     .init = tcp_init,
     .local_address = tcp_local_address,
     .connect = tcp_connect,
     .send = tcp_send_op,
     .progress = tcp_progress,
     .interrupt = tcp_interrupt,
+    .wait_fd = tcp_wait_fd,
+    .wait_arm = tcp_wait_arm,
     .conn_close = tcp_conn_close,
     .conn_peer = tcp_conn_peer,
     .conn_set_context = tcp_conn_set_context,
