@@ -16,7 +16,7 @@
 #include "rpc/registry.h"
 #include "sched/sched.h"
 
-static void log_error(const disco__peer *p, const char *what)
+void disco__log_conn_error(const disco__peer *p, const char *what)
 {
     char msg[512] = "";
     const disco_error *e = disco_last_error();
@@ -103,9 +103,16 @@ void disco__peer_set_ready(disco__peer *p)
     observe(p, true);
 }
 
+/* Callbacks come from every transport; ctx says which (transport_set.h).
+ * TCP connections have their peer as context, the others a link. */
+static bool is_link(void *ctx) { return ((disco__xport *)ctx)->index != 0; }
+
 void disco__on_accept(void *ctx, disco_conn *c)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_accept(ctx, c);
+        return;
+    }
     disco__peer *p = disco__peer_new(0);
     if (!p) {
         disco__rt.ops->conn_close(c);
@@ -114,30 +121,43 @@ void disco__on_accept(void *ctx, disco_conn *c)
     p->conn = c;
     disco__rt.ops->conn_set_context(c, p);
     if (begin_accept(p) != 0) {
-        log_error(p, "handshake");
+        disco__log_conn_error(p, "handshake");
         disco__peer_free_unpublished(p);
     }
 }
 
-/* The handshake just succeeded on p. */
+/* The handshake just succeeded on p: the initiator offers its transports
+ * (src/core/upgrade.c), the acceptor waits for the offer. */
 static int authenticated(disco__peer *p)
 {
     const disco__identity *id = disco__auth_peer(&p->auth);
     memcpy(p->host, id->host, sizeof(p->host));
     memcpy(p->addr, id->addr, sizeof(p->addr));
     if (p->pid) { /* we dialled p */
-        if (!disco__rt.worker) /* a new worker: ready once it has joined */
-            return disco__mesh_send_join(p);
-        /* A worker answers as pid 0 until its JOIN has arrived. It may
-         * still refuse us: ready when it says IDENTIFY_ACK. */
-        if (id->pid != 0 && id->pid != p->pid)
+        /* A worker answers as pid 0 until its JOIN has arrived. */
+        if (disco__rt.worker && id->pid != 0 && id->pid != p->pid)
             return disco_error_set(DISCO_EAUTH, "dialled process %d, process %d answered",
                                    p->pid, id->pid);
-        return 0;
+        return disco__upgrade_offer(p);
     }
     if (!disco__rt.worker)
         return disco_error_set(DISCO_EPERM, "unexpected connection from process %d (%s): "
                                             "the master accepts none", id->pid, id->host);
+    return 0;
+}
+
+/* Initiator: the transport is settled. A new worker is ready once it has
+ * joined; a worker we dialled once it says IDENTIFY_ACK (it may refuse). */
+static int upgraded_as_initiator(disco__peer *p)
+{
+    return disco__rt.worker ? 0 : disco__mesh_send_join(p);
+}
+
+/* Acceptor (a worker): the transport is settled; p is the master or
+ * another worker. */
+static int upgraded_as_acceptor(disco__peer *p)
+{
+    const disco__identity *id = disco__auth_peer(&p->auth);
     if (id->pid != 1)
         return disco__mesh_accept(p, id);
     disco__peer *none = NULL;
@@ -180,7 +200,7 @@ static void reply(call *c, int rc, const disco_value *result)
     h.kind = DISCO__FRAME_ERROR;
     disco_value ev = disco_error_value(e);
     if (disco__send_frame(c->from, &h, &ev) != 0)
-        log_error(c->from, "cannot send an error reply");
+        disco__log_conn_error(c->from, "cannot send an error reply");
     disco_error_free(e);
 }
 
@@ -205,7 +225,7 @@ static void refuse_call(disco__peer *p, const disco__frame_header *in, int rc)
 {
     call c = {.from = p, .h = *in};
     if (in->kind == DISCO__FRAME_REMOTE_DO) {
-        log_error(p, "remote_do refused");
+        disco__log_conn_error(p, "remote_do refused");
         return;
     }
     reply(&c, rc, NULL);
@@ -296,10 +316,29 @@ static int handle_join(disco__peer *p, const disco__frame_header *h,
     return rc;
 }
 
+/* The transport upgrade (upgrade.c): the first frame each way after the
+ * handshake, and nothing else may come before it. */
+static int handle_upgrade(disco__peer *p, const disco__frame_header *h,
+                          const uint8_t *payload)
+{
+    bool offer = h->kind == DISCO__FRAME_UPGRADE;
+    bool acceptor = p->pid == 0; /* it gets its pid once upgraded */
+    if (p->upgraded || offer != acceptor)
+        return disco_error_set(DISCO_EPROTO, "unexpected %s frame",
+                               disco__frame_kind_name(h->kind));
+    int rc = offer ? disco__upgrade_on_offer(p, payload, h->payload_len)
+                   : disco__upgrade_on_answer(p, payload, h->payload_len);
+    if (rc == 0)
+        rc = offer ? upgraded_as_acceptor(p) : upgraded_as_initiator(p);
+    return rc;
+}
+
 /* Handles one frame. A negative return closes the connection. */
 static int handle_frame(disco__peer *p, const disco__frame_header *h,
                         const uint8_t *payload)
 {
+    if (h->kind == DISCO__FRAME_UPGRADE || h->kind == DISCO__FRAME_UPGRADED || !p->upgraded)
+        return handle_upgrade(p, h, payload);
     switch (h->kind) {
     case DISCO__FRAME_CALL:
     case DISCO__FRAME_CALL_FETCH:
@@ -381,7 +420,7 @@ static int append(disco__peer *p, const uint8_t *data, size_t len, size_t want)
 /* Bytes of frames arrived: whole frames are handled where they lie, in the
  * transport's buffer; only a frame cut by the end of data is copied, into
  * p's buffer sized for the whole frame at once. */
-static int take_frames(disco__peer *p, const uint8_t *data, size_t len)
+int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
 {
     size_t used, need;
     int rc;
@@ -410,6 +449,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
 {
     if (atomic_exchange(&p->state, PEER_GONE) == PEER_GONE)
         return;
+    disco__upgrade_forget(p);
     bool was_known = p->pid != 0;
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
@@ -438,13 +478,16 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
 
 static void drop(disco__peer *p, const char *what)
 {
-    log_error(p, what);
+    disco__log_conn_error(p, what);
     disco__peer_gone(p, disco_error_code(disco_last_error()), what);
 }
 
 void disco__on_close(void *ctx, disco_conn *c, int status)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_close(((disco__xport *)ctx)->ops->conn_context(c), status);
+        return;
+    }
     disco__peer *p = disco__rt.ops->conn_context(c);
     if (p)
         disco__peer_gone(p, status, status ? disco_strerror(status) : "connection closed");
@@ -460,7 +503,10 @@ void disco__on_sent(void *ctx, disco_conn *c, void *token, int status)
 
 void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_recv(((disco__xport *)ctx)->ops->conn_context(c), data, len);
+        return;
+    }
     disco__peer *p = disco__rt.ops->conn_context(c);
     if (!p || atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE)
         return; /* dropped: what still arrives is ignored */
@@ -478,6 +524,6 @@ void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
         data += used;
         len -= used;
     }
-    if (len && take_frames(p, data, len) != 0)
+    if (len && disco__take_frames(p, data, len) != 0)
         drop(p, "closing the connection");
 }

@@ -113,6 +113,8 @@ typedef enum disco__frame_kind {
     DISCO__FRAME_REF_DEL = 12,       /* distributed refcount: drop client */
     DISCO__FRAME_SHUTDOWN = 13,      /* orderly exit */
     DISCO__FRAME_INTERRUPT = 14,     /* interrupt the calls running here */
+    DISCO__FRAME_UPGRADE = 15,       /* handshake initiator: my transports */
+    DISCO__FRAME_UPGRADED = 16,      /* acceptor: the transport chosen */
     DISCO__FRAME_KIND_END            /* one past the last kind */
 } disco__frame_kind;
 
