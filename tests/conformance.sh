@@ -7,7 +7,7 @@
 # after their binary.
 set -u
 transport=$1 expect=$2
-tests="test_cluster test_mesh test_rref test_pool test_pmap"
+tests="test_cluster test_mesh test_rref test_pool test_pmap test_rdv"
 dir=$(dirname "$0")
 [ -x "$dir/test_cluster" ] || dir=tests # run from the build tree
 n=0

@@ -248,6 +248,16 @@ static inline disco_value disco_error_value(const disco_error *e)
  */
 DISCO_API void disco_value_free(disco_value *v);
 
+/* Payload bytes disco has copied in this process so far: the data of
+ * strings, bytes and arrays as messages are encoded and decoded, and
+ * messages put back together from pieces. A large bytes or array argument
+ * of remotecall_fetch or remotecall_wait to a peer on a transport with
+ * remote memory access (shm, ofi) travels by rendezvous instead: the callee
+ * reads it straight from the caller's memory into the buffer it hands to
+ * the function, and nothing is counted. Copies inside a transport (the shm
+ * rings, the kernel's for TCP) are not counted either. */
+DISCO_API uint64_t disco_bytes_copied(void);
+
 /*
  * Deep-copies src into *dst, which then owns all its memory (free it with
  * disco_value_free). Works on borrowed and owned values alike; errors are

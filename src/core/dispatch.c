@@ -4,12 +4,14 @@
  * transport callbacks, on the worker that drives network progress: nothing
  * here blocks; a call becomes a task, a reply completes a future.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error_internal.h"
 #include "cluster/worker_boot.h"
+#include "core/rdv.h"
 #include "core/running.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
@@ -179,6 +181,7 @@ typedef struct call {
     disco_function fn;
     const char *name;
     disco_value args; /* owned list */
+    disco__rdv_wait rdv; /* arguments still to read by rendezvous */
 } call;
 
 static void reply(call *c, int rc, const disco_value *result)
@@ -231,6 +234,30 @@ static void refuse_call(disco__peer *p, const disco__frame_header *in, int rc)
     reply(&c, rc, NULL);
 }
 
+static void drop_call(call *c, int rc)
+{
+    disco_value_free(&c->args);
+    disco__rdv_wait_fini(&c->rdv);
+    refuse_call(c->from, &c->h, rc);
+    free(c);
+}
+
+/* The arguments that came by rendezvous are here (or could not be read). */
+static void arguments_read(disco__rdv_wait *w)
+{
+    call *c = (call *)(void *)((char *)w - offsetof(call, rdv));
+    int rc = atomic_load(&w->status);
+    size_t total = w->in.total;
+    disco__rdv_wait_fini(w);
+    if (rc)
+        rc = disco_error_set(rc, "the arguments (%zu bytes by rendezvous) could not be read "
+                                 "from process %d: %s", total, w->from, disco_strerror(rc));
+    else
+        rc = disco__async_fifo(run_call, c);
+    if (rc)
+        drop_call(c, rc);
+}
+
 static void handle_call(disco__peer *p, const disco__frame_header *h,
                         const uint8_t *payload)
 {
@@ -250,18 +277,21 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
     }
     *c = (call){.from = p, .h = *h, .fn = fn, .name = name};
     size_t used;
-    int rc = disco__value_decode(payload, h->payload_len, &used, &c->args);
+    disco__rdv_in *in = disco__rdv_accept(p, &c->rdv);
+    int rc = disco__value_decode_rdv(payload, h->payload_len, &used, &c->args, in);
     if (rc == 0 && (c->args.type != DISCO_LIST || used != h->payload_len)) {
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
     }
+    if (rc == 0 && c->rdv.in.n) {
+        c->rdv.done = arguments_read;
+        disco__rdv_fetch(p, &c->rdv);
+        return;
+    }
     if (rc == 0)
         rc = disco__async_fifo(run_call, c);
-    if (rc) {
-        disco_value_free(&c->args);
-        free(c);
-        refuse_call(p, h, rc);
-    }
+    if (rc)
+        drop_call(c, rc);
 }
 
 /* ---- replies and control (caller side) --------------------------------- */

@@ -8,6 +8,7 @@
 
 #include "base/env.h"
 #include "base/error_internal.h"
+#include "core/rdv.h"
 #include "core/runtime.h"
 #include "wire/ref_hooks.h"
 
@@ -45,6 +46,7 @@ static const disco_transport_callbacks callbacks = {
     .on_recv = disco__on_recv,
     .on_close = disco__on_close,
     .on_sent = disco__on_sent,
+    .on_read = disco__on_read,
 };
 
 /* DISCO_MAX_FRAME: the payload limit of one message, the same in every
@@ -72,6 +74,7 @@ int disco__runtime_start(void)
     if ((rc = disco__sched_ensure()))
         goto out;
     r->max_payload = max_payload();
+    r->eager_max_env = disco__env_long("DISCO_EAGER_MAX", -1);
     if ((rc = disco__xports_start(&r->xports, &callbacks)))
         goto out;
     r->ops = r->xports.x[0].ops;
@@ -168,14 +171,22 @@ disco__peer *disco__peer_ready(int pid)
 
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v)
 {
+    return disco__send_frame_rdv(p, h, v, NULL);
+}
+
+int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
+                          disco__rdv_regs *regs)
+{
+    disco__rdv_out out;
+    const disco__rdv_out *rdv = regs && disco__rdv_policy(p, regs, &out) ? &out : NULL;
     size_t size = 0;
-    if (v && !(size = disco__value_encoded_size(v)))
+    if (v && !(size = disco__value_encoded_size_rdv(v, rdv)))
         return disco_error_code(disco_last_error());
     if (size > disco__rt.max_payload)
         return disco_error_set(DISCO_EMSGSIZE, "a message of %zu bytes is above the limit "
                                "of %u (DISCO_MAX_FRAME)", size, disco__rt.max_payload);
-    /* One allocation per message, freed by on_sent; a buffer pool (and
-     * rendezvous for large values) comes with the zero-copy transports. */
+    /* One allocation per message, freed by on_sent (large data of
+     * synchronous calls goes by rendezvous instead: rdv.h). */
     uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);
     if (!buf)
         return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", size);
@@ -186,10 +197,12 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
         free(buf);
         return grc;
     }
+    /* The size counted room for the longest keys: the real one follows. */
+    int rc = v ? disco__value_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, size, &size, rdv)
+               : 0;
     h->payload_len = (uint32_t)size;
-    int rc = disco__frame_header_encode(h, buf);
-    if (!rc && v)
-        rc = disco__value_encode(v, buf + DISCO__FRAME_HEADER_SIZE, size, NULL);
+    if (!rc)
+        rc = disco__frame_header_encode(h, buf);
     if (rc) {
         free(buf);
         return rc;

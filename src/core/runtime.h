@@ -117,6 +117,7 @@ typedef struct disco__runtime {
     pthread_mutex_t lock;       /* peer table changes, next_pid */
     _Atomic uint64_t next_call_id;
     uint32_t max_payload;       /* largest frame payload sent or accepted */
+    long eager_max_env;         /* DISCO_EAGER_MAX, -1 when unset (rdv.h) */
     disco__progress_hook hook;
     /* Worker: posted when the master says goodbye or its connection ends.
      * A semaphore, not an event: the main thread waits on it for the
@@ -161,6 +162,13 @@ void disco__peer_free_unpublished(disco__peer *p);
 /* Sends one frame to peer p: header fields from h (payload_len is set
  * here) and, if v is not NULL, v encoded as the payload. */
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v);
+
+/* The same, large data by rendezvous when p's data path allows it: the
+ * registrations go to *regs, for the caller to release once the reply has
+ * come (src/core/rdv.h; also on failure). */
+struct disco__rdv_regs;
+int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
+                          struct disco__rdv_regs *regs);
 
 /* Transport upcalls (dispatch.c). */
 void disco__on_accept(void *ctx, disco_conn *c);

@@ -14,6 +14,7 @@
 /* Every transport this build has; TCP first. */
 static const disco_transport_ops *const registry[] = {
     &disco__tcp_ops,
+    &disco__shm_ops,
 };
 #define NREG (sizeof(registry) / sizeof(registry[0]))
 
@@ -119,11 +120,23 @@ int disco__xports_start(disco__xport_set *s, const disco_transport_callbacks *cb
     return 0;
 }
 
-static int poll_all(disco__xport_set *s)
+/* Once peers have moved to faster transports, TCP carries little but new
+ * connections and deaths: after TCP_IDLE_POLLS empty polls it is polled
+ * every TCP_IDLE_EVERY calls only (an epoll_wait costs about as much as a
+ * shared-memory round trip), and at once again after it had something. A
+ * blocking wait still watches it. */
+#define TCP_IDLE_POLLS 256
+#define TCP_IDLE_EVERY 16
+
+static int poll_all(disco__xport_set *s, bool all)
 {
     int n = 0, err = 0;
-    for (int i = 0; i < s->n; i++) {
+    s->polls++;
+    bool tcp = all || s->tcp_idle < TCP_IDLE_POLLS || s->polls % TCP_IDLE_EVERY == 0;
+    for (int i = tcp ? 0 : 1; i < s->n; i++) {
         int rc = s->x[i].ops->progress(s->x[i].tp, 0);
+        if (i == 0)
+            s->tcp_idle = rc > 0 ? 0 : s->tcp_idle + (s->tcp_idle < TCP_IDLE_POLLS);
         if (rc > 0)
             n += rc;
         else if (rc < 0 && !err)
@@ -136,7 +149,7 @@ int disco__xports_progress(disco__xport_set *s, int timeout_ms)
 {
     if (s->n == 1)
         return s->x[0].ops->progress(s->x[0].tp, timeout_ms);
-    int n = poll_all(s);
+    int n = poll_all(s, false);
     if (n != 0 || timeout_ms == 0)
         return n;
     struct pollfd fds[DISCO__XPORTS_MAX];
@@ -147,7 +160,7 @@ int disco__xports_progress(disco__xport_set *s, int timeout_ms)
     }
     if (!pending)
         (void)poll(fds, (nfds_t)s->n, timeout_ms); /* EINTR: progress below */
-    return poll_all(s); /* ends the armed state of each */
+    return poll_all(s, true); /* ends the armed state of each */
 }
 
 void disco__xports_interrupt(disco__xport_set *s)

@@ -34,6 +34,9 @@ typedef struct disco__xport {
 typedef struct disco__xport_set {
     disco__xport x[DISCO__XPORTS_MAX];
     int n;
+    /* Progress thread only: polls since TCP last had something, and the
+     * poll count (an idle TCP is polled less often: see progress). */
+    unsigned tcp_idle, polls;
 } disco__xport_set;
 
 /* Starts TCP and the transports DISCO_TRANSPORT selects, every one with

@@ -1,0 +1,141 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* Rendezvous: registering what is sent, reading what is received (rdv.h). */
+#include <stdlib.h>
+
+#include "base/error_internal.h"
+#include "core/rdv.h"
+
+/* The data path of p when it can do RMA, else NULL. */
+static disco__xport *rma_path(disco__peer *p)
+{
+    pthread_rwlock_rdlock(&p->conn_lock);
+    disco__xport *x = p->fast ? p->fast->x : NULL; /* transports outlive links */
+    pthread_rwlock_unlock(&p->conn_lock);
+    return x && (x->ops->caps & DISCO_TRANSPORT_CAP_RMA) ? x : NULL;
+}
+
+/* The eager limit of x: DISCO_EAGER_MAX overrides the transport's. */
+static size_t eager_max(const disco__xport *x)
+{
+    if (disco__rt.eager_max_env >= 0)
+        return (size_t)disco__rt.eager_max_env;
+    return x->ops->eager_max ? x->ops->eager_max : 64 * 1024;
+}
+
+static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
+{
+    disco__rdv_regs *regs = ctx;
+    /* The receiver takes at most DISCO_MAX_FRAME bytes of it per message,
+     * as of a message sent inline. */
+    if (len > disco__rt.max_payload - regs->bytes)
+        return disco_error_set(DISCO_EMSGSIZE, "a message with %zu bytes of data is above "
+                               "the limit of %u (DISCO_MAX_FRAME)", regs->bytes + len,
+                               disco__rt.max_payload);
+    if (regs->n == regs->cap) {
+        size_t cap = regs->cap ? 2 * regs->cap : 4;
+        disco_mr **mr = realloc(regs->mr, cap * sizeof(*mr));
+        if (!mr)
+            return disco_error_set(DISCO_ENOMEM, "no memory for a registration");
+        regs->mr = mr;
+        regs->cap = cap;
+    }
+    size_t keylen = 0;
+    int rc = regs->x->ops->mem_register(regs->x->tp, (void *)ptr, len, &regs->mr[regs->n],
+                                        d->key, &keylen);
+    if (rc)
+        return rc;
+    regs->n++;
+    regs->bytes += len;
+    d->addr = (uint64_t)(uintptr_t)ptr;
+    d->len = len;
+    d->keylen = (uint8_t)keylen;
+    return 0;
+}
+
+bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out)
+{
+    disco__xport *x = rma_path(p);
+    if (!x)
+        return false;
+    regs->x = x;
+    *out = (disco__rdv_out){.min = eager_max(x), .expose = expose, .ctx = regs};
+    return true;
+}
+
+void disco__rdv_release(disco__rdv_regs *regs)
+{
+    for (size_t i = 0; i < regs->n; i++)
+        regs->x->ops->mem_deregister(regs->mr[i]);
+    free(regs->mr);
+    *regs = (disco__rdv_regs){0};
+}
+
+disco__rdv_in *disco__rdv_accept(disco__peer *p, disco__rdv_wait *w)
+{
+    if (!(w->x = rma_path(p)))
+        return NULL;
+    w->in.max_len = disco__rt.max_payload;
+    w->from = p->pid;
+    return &w->in;
+}
+
+static void finish_one(disco__rdv_wait *w, int status)
+{
+    int none = 0;
+    if (status)
+        atomic_compare_exchange_strong(&w->status, &none, status);
+    if (atomic_fetch_sub(&w->pending, 1) == 1)
+        w->done(w);
+}
+
+/* Starts read i: 0 or why it could not. */
+static int start_read(disco__peer *p, disco__rdv_wait *w, size_t i)
+{
+    const disco__rdv_read *r = &w->in.reads[i];
+    uint8_t key[DISCO_TRANSPORT_KEY_MAX];
+    size_t keylen;
+    int rc = w->x->ops->mem_register(w->x->tp, r->dst, r->d.len, &w->mr[i], key, &keylen);
+    if (rc)
+        return rc;
+    pthread_rwlock_rdlock(&p->conn_lock);
+    rc = p->fast ? w->x->ops->rma_read(p->fast->conn, r->dst, w->mr[i], r->d.addr,
+                                       r->d.len, r->d.key, r->d.keylen, w)
+                 : DISCO_ECLOSED;
+    pthread_rwlock_unlock(&p->conn_lock);
+    return rc;
+}
+
+void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w)
+{
+    size_t n = w->in.n;
+    atomic_store(&w->pending, n + 1); /* + 1 until every read has started */
+    if (!(w->mr = calloc(n, sizeof(*w->mr)))) {
+        atomic_store(&w->pending, 1);
+        finish_one(w, disco_error_set(DISCO_ENOMEM, "no memory for rendezvous reads"));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        int rc = start_read(p, w, i);
+        if (rc)
+            finish_one(w, rc);
+    }
+    finish_one(w, 0);
+}
+
+void disco__rdv_wait_fini(disco__rdv_wait *w)
+{
+    for (size_t i = 0; w->mr && i < w->in.n; i++)
+        if (w->mr[i])
+            w->x->ops->mem_deregister(w->mr[i]);
+    free(w->mr);
+    free(w->in.reads);
+    w->mr = NULL;
+    w->in.reads = NULL;
+}
+
+void disco__on_read(void *ctx, disco_conn *c, void *token, int status)
+{
+    (void)ctx;
+    (void)c;
+    finish_one(token, status);
+}

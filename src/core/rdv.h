@@ -1,0 +1,67 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Rendezvous: large data of a message stays in the sender's memory,
+ * registered with the transport; the message carries where it is
+ * (wire.h: RDV values) and the receiver reads it by RMA straight into the
+ * buffer it hands on. Used when the peer's data path is a transport with
+ * DISCO_TRANSPORT_CAP_RMA, for data of at least its eager limit
+ * (disco_transport_ops.eager_max, or DISCO_EAGER_MAX bytes).
+ *
+ * Lifetimes: the sender keeps its registrations until the reply comes (a
+ * reply means the reads are done: the callee reads its arguments before
+ * the function runs), which is why only calls whose caller waits for the
+ * reply with the arguments alive (remotecall_fetch, remotecall_wait) use
+ * it. The receiver's reads complete through on_read, then the message goes
+ * on as if its data had come inline.
+ */
+#ifndef DISCO_CORE_RDV_H
+#define DISCO_CORE_RDV_H
+
+#include <stdatomic.h>
+
+#include "core/runtime.h"
+#include "wire/wire.h"
+
+/* The registrations a sender made for one message. */
+typedef struct disco__rdv_regs {
+    disco__xport *x;
+    disco_mr **mr;
+    size_t n, cap;
+    size_t bytes; /* registered, in all */
+} disco__rdv_regs;
+
+/* The rendezvous policy for sending to p into *out, with regs to collect
+ * the registrations: true when p's data path can do it. */
+bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out);
+
+/* Ends the registrations (after the reply, or when sending failed). */
+void disco__rdv_release(disco__rdv_regs *regs);
+
+/* The reads of one received message. */
+typedef struct disco__rdv_wait {
+    disco__rdv_in in;       /* what to read (filled by the decoder) */
+    disco__xport *x;
+    disco_mr **mr;          /* local registrations of the destinations */
+    atomic_size_t pending;
+    _Atomic int status;     /* the first failure */
+    int from;               /* the sender's pid, for messages */
+    /* Called once every read is done (w->status says how), on the
+     * progress thread. */
+    void (*done)(struct disco__rdv_wait *w);
+} disco__rdv_wait;
+
+/* Prepares w->in for decoding a message from p: rendezvous allowed when
+ * p's data path can read; returns &w->in then, else NULL. */
+disco__rdv_in *disco__rdv_accept(disco__peer *p, disco__rdv_wait *w);
+
+/* Starts reading what w->in lists from p; done follows (even when some
+ * reads could not start: w->status is their failure). */
+void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w);
+
+/* Frees what w holds (not the data read: the values own it). */
+void disco__rdv_wait_fini(disco__rdv_wait *w);
+
+/* Transport upcall: an rma_read finished (token is its disco__rdv_wait). */
+void disco__on_read(void *ctx, disco_conn *c, void *token, int status);
+
+#endif
