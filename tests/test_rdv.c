@@ -39,6 +39,52 @@ static int digest(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(digest)
 
+/* args[0] bytes of a pattern (args[1] seeds it), and this process's copy
+ * count before it made them. */
+static int make_bytes(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    size_t len = (size_t)args[0].i;
+    uint8_t *p = malloc(len);
+    if (!p)
+        return disco_throw(DISCO_ENOMEM, "make_bytes");
+    for (size_t i = 0; i < len; i++)
+        p[i] = (uint8_t)(i * 31 + (uint64_t)args[1].i);
+    disco_value pair[2] = {disco_bytes(p, len), disco_i64((int64_t)disco_bytes_copied())};
+    *result = (disco_value){.type = DISCO_LIST, .flags = DISCO_VALUE_OWNED};
+    disco_value *items = malloc(sizeof(pair));
+    if (!items) {
+        free(p);
+        return disco_throw(DISCO_ENOMEM, "make_bytes");
+    }
+    memcpy(items, pair, sizeof(pair));
+    items[0].flags = DISCO_VALUE_OWNED;
+    result->list.items = items;
+    result->list.n = 2;
+    return 0;
+}
+DISCO_FUNCTION(make_bytes)
+
+static int copies(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    *result = disco_i64((int64_t)disco_bytes_copied());
+    return 0;
+}
+DISCO_FUNCTION(copies)
+
+/* On a worker: asks worker args[0] for a large result and dies before it
+ * has read it. */
+static int fetch_and_die(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n, (void)result;
+    disco_value a[2] = {disco_i64(BIG), disco_i64(1)};
+    (void)disco_remotecall(make_bytes, (int)args[0].i, a, 2);
+    disco_sleep(0.001);
+    _exit(0);
+}
+DISCO_FUNCTION(fetch_and_die)
+
 static int os_pid(const disco_value *args, size_t n, disco_value *result)
 {
     (void)args, (void)n;
@@ -118,6 +164,68 @@ static void test_large_argument(void **state)
         assert_true(there >= BIG);
     }
     free(buf);
+}
+
+static bool pattern_ok(const disco_value *v, size_t len, uint64_t seed)
+{
+    if (v->type != DISCO_BYTES || v->bytes.len != len)
+        return false;
+    const uint8_t *p = v->bytes.ptr;
+    for (size_t i = 0; i < len; i++)
+        if (p[i] != (uint8_t)(i * 31 + seed))
+            return false;
+    return true;
+}
+
+/* A large result: by rendezvous, the caller reads it from the worker into
+ * the future's value, which remotecall_fetch hands over without a copy;
+ * the worker keeps it until then. From a plain remotecall's future too. */
+static void test_large_result(void **state)
+{
+    (void)state;
+    disco_value a[2] = {disco_i64(BIG), disco_i64(7)}, r;
+    uint64_t mine = disco_bytes_copied();
+    assert_int_equal(disco_remotecall_fetch(make_bytes, worker, a, 2, &r), 0);
+    uint64_t here = disco_bytes_copied() - mine;
+    assert_true(pattern_ok(&r.list.items[0], BIG, 7));
+    uint64_t before = (uint64_t)r.list.items[1].i;
+    disco_value_free(&r);
+    disco_value c;
+    assert_int_equal(disco_remotecall_fetch(copies, worker, NULL, 0, &c), 0);
+    uint64_t there = (uint64_t)c.i - before;
+    if (by_rendezvous(worker)) {
+        assert_true(here < 4096);
+        assert_true(there < 4096);
+    } else {
+        assert_true(here >= BIG);
+        assert_true(there >= BIG);
+    }
+    a[1] = disco_i64(9);
+    disco_future *f = disco_remotecall(make_bytes, worker, a, 2);
+    assert_non_null(f);
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(f, &v), 0);
+    assert_true(pattern_ok(&v->list.items[0], BIG, 9));
+    disco_future_release(f);
+}
+
+/* The caller of a large result dies before reading it: the worker lets
+ * go of it and stays healthy. */
+static void test_result_reader_dies(void **state)
+{
+    (void)state;
+    int w[2];
+    assert_int_equal(disco_addprocs(2, NULL, w), 2);
+    disco_value to = disco_i64(w[1]);
+    assert_int_equal(disco_remote_do(fetch_and_die, w[0], &to, 1), 0);
+    disco_value a[2] = {disco_i64(1000), disco_i64(3)}, r;
+    for (int i = 0; i < 20; i++) {
+        assert_int_equal(disco_remotecall_fetch(make_bytes, w[1], a, 2, &r), 0);
+        assert_true(pattern_ok(&r.list.items[0], 1000, 3));
+        disco_value_free(&r);
+        disco_sleep(0.02);
+    }
+    disco_rmprocs(&w[1], 1, 10);
 }
 
 /* An array by remotecall_wait, fetched afterwards. */
@@ -230,6 +338,8 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_large_argument),
         cmocka_unit_test(test_large_array_wait),
+        cmocka_unit_test(test_large_result),
+        cmocka_unit_test(test_result_reader_dies),
         cmocka_unit_test(test_concurrent_large_calls),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),

@@ -182,6 +182,8 @@ typedef struct call {
     const char *name;
     disco_value args; /* owned list */
     disco__rdv_wait rdv; /* arguments still to read by rendezvous */
+    disco_value result;  /* kept while the caller reads it (held) */
+    disco__held held;
 } call;
 
 static void reply(call *c, int rc, const disco_value *result)
@@ -189,9 +191,10 @@ static void reply(call *c, int rc, const disco_value *result)
     disco__frame_header h = {.call_id = c->h.call_id};
     if (rc == 0) {
         h.kind = DISCO__FRAME_RESULT;
-        rc = disco__send_frame(c->from, &h, result);
+        rc = disco__send_frame_rdv(c->from, &h, result, &c->held.regs);
         if (rc == 0 || rc == DISCO_ECLOSED)
             return;
+        disco__rdv_release(&c->held.regs);
         /* The result could not be sent (not encodable, too large): say so. */
     }
     disco_error *e = disco_error_take();
@@ -207,18 +210,33 @@ static void reply(call *c, int rc, const disco_value *result)
     disco_error_free(e);
 }
 
+static void call_free(call *c)
+{
+    disco__call_result_free(&c->result, &c->args);
+    disco_value_free(&c->args);
+    free(c);
+}
+
+static void release_held(disco__held *h)
+{
+    call_free((call *)(void *)((char *)h - offsetof(call, held)));
+}
+
 static int run_call(void *arg, void **unused)
 {
     (void)unused;
     call *c = arg;
-    disco_value result;
     bool effect_only = c->h.kind == DISCO__FRAME_REMOTE_DO;
-    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &result);
+    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &c->result);
     if (!effect_only)
-        reply(c, rc, &result);
-    disco__call_result_free(&result, &c->args);
-    disco_value_free(&c->args);
-    free(c);
+        reply(c, rc, &c->result);
+    if (c->held.regs.n) { /* the caller reads the result from here */
+        c->held = (disco__held){.to = c->from, .call_id = c->h.call_id,
+                                .regs = c->held.regs, .release = release_held};
+        disco__held_add(&c->held);
+        return 0;
+    }
+    call_free(c);
     return 0;
 }
 
@@ -296,15 +314,66 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
 
 /* ---- replies and control (caller side) --------------------------------- */
 
-static void handle_reply(const disco__frame_header *h, const uint8_t *payload)
+/* A result whose data comes by rendezvous: completed once it is read. */
+typedef struct result_read {
+    uint64_t call_id;
+    disco__peer *from;
+    disco_value v;
+    disco__rdv_wait rdv;
+} result_read;
+
+static void result_done(disco__rdv_wait *w)
+{
+    result_read *r = (result_read *)(void *)((char *)w - offsetof(result_read, rdv));
+    int rc = atomic_load(&w->status);
+    size_t total = w->in.total;
+    disco__rdv_wait_fini(w);
+    disco__rdv_send_done(r->from, r->call_id);
+    if (rc == 0) {
+        disco__future_complete(r->call_id, 0, &r->v, NULL);
+    } else {
+        disco_value_free(&r->v);
+        disco_error *e = disco_error_new(rc, "the result (%zu bytes by rendezvous) could not "
+                                             "be read from process %d: %s",
+                                         total, w->from, disco_strerror(rc));
+        disco__future_complete(r->call_id, rc, NULL, e);
+    }
+    free(r);
+}
+
+/* Starts reading the rendezvous data of result v (moved in). */
+static void fetch_result(disco__peer *p, const disco__frame_header *h, disco_value *v,
+                         const disco__rdv_wait *w)
+{
+    result_read *r = malloc(sizeof(*r));
+    if (!r) {
+        disco__rdv_send_done(p, h->call_id);
+        disco_value_free(v);
+        disco__future_complete(h->call_id, DISCO_ENOMEM, NULL,
+                               disco_error_new(DISCO_ENOMEM, "no memory for a result"));
+        return;
+    }
+    *r = (result_read){.call_id = h->call_id, .from = p, .v = *v, .rdv = *w};
+    r->rdv.done = result_done;
+    disco__rdv_fetch(p, &r->rdv);
+}
+
+static void handle_reply(disco__peer *p, const disco__frame_header *h, const uint8_t *payload)
 {
     disco_value v;
     size_t used;
-    int rc = disco__value_decode(payload, h->payload_len, &used, &v);
+    disco__rdv_wait w = {0};
+    disco__rdv_in *in = h->kind == DISCO__FRAME_RESULT ? disco__rdv_accept(p, &w) : NULL;
+    int rc = disco__value_decode_rdv(payload, h->payload_len, &used, &v, in);
     if (rc == 0 && used != h->payload_len) {
         disco_value_free(&v);
         rc = disco_error_set(DISCO_EPROTO, "trailing bytes after a reply");
     }
+    if (rc == 0 && w.in.n) {
+        fetch_result(p, h, &v, &w);
+        return;
+    }
+    free(w.in.reads);
     if (rc) {
         disco__future_complete(h->call_id, rc, NULL, disco_error_take());
         return;
@@ -378,7 +447,7 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
         return 0;
     case DISCO__FRAME_RESULT:
     case DISCO__FRAME_ERROR:
-        handle_reply(h, payload);
+        handle_reply(p, h, payload);
         return 0;
     case DISCO__FRAME_JOIN:
     case DISCO__FRAME_JOIN_COMPLETE:
@@ -386,6 +455,9 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
     case DISCO__FRAME_IDENTIFY_ACK: /* another worker accepted our dial */
         if (disco__rt.worker && p->pid > 1 && atomic_load(&p->state) == PEER_AUTH)
             disco__peer_set_ready(p);
+        return 0;
+    case DISCO__FRAME_RDV_DONE:
+        disco__held_done(p, h->call_id);
         return 0;
     case DISCO__FRAME_INTERRUPT:
         disco__running_interrupt_all();
@@ -480,6 +552,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     if (atomic_exchange(&p->state, PEER_GONE) == PEER_GONE)
         return;
     disco__upgrade_forget(p);
+    disco__held_drop_peer(p);
     bool was_known = p->pid != 0;
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",

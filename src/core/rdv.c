@@ -133,6 +133,69 @@ void disco__rdv_wait_fini(disco__rdv_wait *w)
     w->in.reads = NULL;
 }
 
+/* Held replies: a list, since few are outstanding at once (one per large
+ * result being read); the lock is taken twice per large result. */
+static pthread_mutex_t held_lock = PTHREAD_MUTEX_INITIALIZER;
+static disco__held *held;
+
+/* Takes off the list the entries matching p (and call_id unless all). */
+static disco__held *take_held(disco__peer *p, uint64_t call_id, bool all)
+{
+    disco__held *out = NULL;
+    pthread_mutex_lock(&held_lock);
+    for (disco__held **q = &held; *q;) {
+        disco__held *h = *q;
+        if (h->to == p && (all || h->call_id == call_id)) {
+            *q = h->next;
+            h->next = out;
+            out = h;
+            if (!all)
+                break;
+        } else {
+            q = &h->next;
+        }
+    }
+    pthread_mutex_unlock(&held_lock);
+    return out;
+}
+
+static void release_all(disco__held *h)
+{
+    while (h) {
+        disco__held *next = h->next;
+        disco__rdv_release(&h->regs);
+        h->release(h);
+        h = next;
+    }
+}
+
+void disco__held_add(disco__held *h)
+{
+    pthread_mutex_lock(&held_lock);
+    h->next = held;
+    held = h;
+    pthread_mutex_unlock(&held_lock);
+    /* Gone meanwhile: its drop may have run before we were listed. */
+    if (atomic_load(&h->to->state) == PEER_GONE)
+        release_all(take_held(h->to, 0, true));
+}
+
+void disco__held_done(disco__peer *p, uint64_t call_id)
+{
+    release_all(take_held(p, call_id, false));
+}
+
+void disco__held_drop_peer(disco__peer *p)
+{
+    release_all(take_held(p, 0, true));
+}
+
+void disco__rdv_send_done(disco__peer *p, uint64_t call_id)
+{
+    disco__frame_header h = {.kind = DISCO__FRAME_RDV_DONE, .call_id = call_id};
+    (void)disco__send_frame(p, &h, NULL); /* a gone callee has let go anyway */
+}
+
 void disco__on_read(void *ctx, disco_conn *c, void *token, int status)
 {
     (void)ctx;

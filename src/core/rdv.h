@@ -7,12 +7,18 @@
  * DISCO_TRANSPORT_CAP_RMA, for data of at least its eager limit
  * (disco_transport_ops.eager_max, or DISCO_EAGER_MAX bytes).
  *
- * Lifetimes: the sender keeps its registrations until the reply comes (a
- * reply means the reads are done: the callee reads its arguments before
- * the function runs), which is why only calls whose caller waits for the
- * reply with the arguments alive (remotecall_fetch, remotecall_wait) use
- * it. The receiver's reads complete through on_read, then the message goes
- * on as if its data had come inline.
+ * Lifetimes:
+ *  - Arguments: the caller keeps its registrations until the reply comes (a
+ *    reply means the reads are done: the callee reads its arguments before
+ *    the function runs), which is why only calls whose caller waits for the
+ *    reply with the arguments alive (remotecall_fetch, remotecall_wait) use
+ *    it. An interrupted caller stops waiting and releases at once: the
+ *    callee's read may then fail, which fails only that call.
+ *  - Results: the callee holds the result (and the call) after replying,
+ *    until the caller says RDV_DONE once its reads are over, or the caller
+ *    is gone (disco__held_*).
+ * The receiver's reads complete through on_read, then the message goes on
+ * as if its data had come inline.
  */
 #ifndef DISCO_CORE_RDV_H
 #define DISCO_CORE_RDV_H
@@ -60,6 +66,28 @@ void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w);
 
 /* Frees what w holds (not the data read: the values own it). */
 void disco__rdv_wait_fini(disco__rdv_wait *w);
+
+/* A reply whose data the caller still reads: released (release called, on
+ * any thread) when the caller says so or is gone. */
+typedef struct disco__held {
+    struct disco__held *next;
+    disco__peer *to;
+    uint64_t call_id;
+    disco__rdv_regs regs;
+    void (*release)(struct disco__held *h);
+} disco__held;
+
+/* Keeps h (its reply is sent) until RDV_DONE or the peer's end. */
+void disco__held_add(disco__held *h);
+
+/* RDV_DONE from p for call_id: releases what was held for it. */
+void disco__held_done(disco__peer *p, uint64_t call_id);
+
+/* p is gone: releases everything held for it. */
+void disco__held_drop_peer(disco__peer *p);
+
+/* Tells p that the data of its reply to call_id has been read. */
+void disco__rdv_send_done(disco__peer *p, uint64_t call_id);
 
 /* Transport upcall: an rma_read finished (token is its disco__rdv_wait). */
 void disco__on_read(void *ctx, disco_conn *c, void *token, int status);

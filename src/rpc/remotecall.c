@@ -125,9 +125,8 @@ int disco_remotecall_fetch(disco_function fn, int pid, const disco_value *args,
     disco__rdv_regs regs = {0};
     int rc = send_call(DISCO__FRAME_CALL_FETCH, fn, pid, args, nargs, &f, &regs);
     if (rc == 0) {
-        const disco_value *v;
-        if ((rc = disco_future_fetch(f, &v)) == 0 && result)
-            rc = disco_value_copy(result, v);
+        if ((rc = disco_future_wait(f)) == 0 && result)
+            rc = disco__future_take_value(f, result);
         disco_future_release(f);
     }
     disco__rdv_release(&regs);

@@ -122,6 +122,7 @@ const char *disco__frame_kind_name(int kind)
     case DISCO__FRAME_INTERRUPT: return "INTERRUPT";
     case DISCO__FRAME_UPGRADE: return "UPGRADE";
     case DISCO__FRAME_UPGRADED: return "UPGRADED";
+    case DISCO__FRAME_RDV_DONE: return "RDV_DONE";
     default: return "UNKNOWN";
     }
 }

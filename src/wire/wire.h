@@ -170,6 +170,7 @@ typedef enum disco__frame_kind {
     DISCO__FRAME_INTERRUPT = 14,     /* interrupt the calls running here */
     DISCO__FRAME_UPGRADE = 15,       /* handshake initiator: my transports */
     DISCO__FRAME_UPGRADED = 16,      /* acceptor: the transport chosen */
+    DISCO__FRAME_RDV_DONE = 17,      /* a result's rendezvous data is read */
     DISCO__FRAME_KIND_END            /* one past the last kind */
 } disco__frame_kind;
 
