@@ -344,9 +344,8 @@ const uint8_t *disco__mem_key(const disco__mem_reg *r, size_t *keylen)
 void disco__mem_invalidate(uintptr_t a, size_t len)
 {
     disco__mem_state *m = &disco__mem;
-    uintptr_t b = a + len < a ? UINTPTR_MAX : a + len;
-    if (!len || !atomic_load(&m->nregions) || b <= atomic_load(&m->lo) ||
-        a >= atomic_load(&m->hi) || locked_here)
+    uintptr_t b = a + len;
+    if (locked_here)
         return;
     disco__mem_reg *grave = NULL;
     disco__mem_lock();

@@ -21,11 +21,16 @@
 
 #include "mem/region.h"
 
-#define EXPORT __attribute__((visibility("default")))
+/* TSan's own start-up maps memory through these wrappers before it can
+ * run instrumented code, so they and what they call first are left alone;
+ * the cache itself is reached only once something is registered (after
+ * TSan is up). */
+#define EXPORT __attribute__((visibility("default"), no_sanitize("thread")))
+#define UNTRACED __attribute__((no_sanitize("thread")))
 
 static __thread bool looking_up __attribute__((tls_model("initial-exec")));
 
-static void *real(void *_Atomic *slot, const char *name)
+UNTRACED static void *real(void *_Atomic *slot, const char *name)
 {
     void *f = atomic_load_explicit(slot, memory_order_acquire);
     if (f || looking_up)
@@ -42,9 +47,13 @@ static void *real(void *_Atomic *slot, const char *name)
     static void *_Atomic real_##name;                                          \
     __typeof__(name) *fn_##name = (__typeof__(name) *)real(&real_##name, #name)
 
-static void forget_range(const void *addr, size_t len)
+/* Invalidates [addr, addr + len) unless no region can lie there. */
+UNTRACED static void forget_range(const void *addr, size_t len)
 {
-    disco__mem_invalidate((uintptr_t)addr, len);
+    disco__mem_state *m = &disco__mem;
+    uintptr_t a = (uintptr_t)addr, b = a + len < a ? UINTPTR_MAX : a + len;
+    if (len && atomic_load(&m->nregions) && b > atomic_load(&m->lo) && a < atomic_load(&m->hi))
+        disco__mem_invalidate(a, b - a);
 }
 
 EXPORT int munmap(void *addr, size_t len)
@@ -130,7 +139,7 @@ static void on_malloc(const volatile void *p, size_t size)
     (void)size;
 }
 
-static void on_free(const volatile void *p)
+UNTRACED static void on_free(const volatile void *p)
 {
     if (p)
         forget_range((const void *)p, __sanitizer_get_allocated_size(p));

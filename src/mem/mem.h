@@ -35,8 +35,8 @@ const uint8_t *disco__mem_key(const disco__mem_reg *r, size_t *keylen);
  * References still held stay usable as handles but name no registration. */
 void disco__mem_forget(disco__xport *x);
 
-/* Forgets the registrations of [addr, addr + len): the memory is about to
- * be freed or unmapped (intercept.c calls it). */
+/* Forgets the registrations of [addr, addr + len) (len > 0, no overflow):
+ * the memory is about to be freed or unmapped (intercept.c calls it). */
 void disco__mem_invalidate(uintptr_t addr, size_t len);
 
 typedef struct disco__mem_stats {
