@@ -49,7 +49,6 @@
  * peer's current pages), so there a stale entry could not matter anyway.
  */
 #include <stdlib.h>
-#include <string.h>
 
 #include "base/env.h"
 #include "base/error_internal.h"
