@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Rendezvous: registering what is sent, reading what is received (rdv.h). */
 #include <stdlib.h>
+#include <string.h>
 
 #include "base/error_internal.h"
 #include "core/rdv.h"
@@ -33,17 +34,18 @@ static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
                                disco__rt.max_payload);
     if (regs->n == regs->cap) {
         size_t cap = regs->cap ? 2 * regs->cap : 4;
-        disco_mr **mr = realloc(regs->mr, cap * sizeof(*mr));
-        if (!mr)
+        disco__mem_reg **reg = realloc(regs->reg, cap * sizeof(*reg));
+        if (!reg)
             return disco_error_set(DISCO_ENOMEM, "no memory for a registration");
-        regs->mr = mr;
+        regs->reg = reg;
         regs->cap = cap;
     }
-    size_t keylen = 0;
-    int rc = regs->x->ops->mem_register(regs->x->tp, (void *)ptr, len, &regs->mr[regs->n],
-                                        d->key, &keylen);
+    int rc = disco__mem_get(regs->x, ptr, len, &regs->reg[regs->n]);
     if (rc)
         return rc;
+    size_t keylen;
+    const uint8_t *key = disco__mem_key(regs->reg[regs->n], &keylen);
+    memcpy(d->key, key, keylen);
     regs->n++;
     regs->bytes += len;
     d->addr = (uint64_t)(uintptr_t)ptr;
@@ -65,8 +67,8 @@ bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *ou
 void disco__rdv_release(disco__rdv_regs *regs)
 {
     for (size_t i = 0; i < regs->n; i++)
-        regs->x->ops->mem_deregister(regs->mr[i]);
-    free(regs->mr);
+        disco__mem_put(regs->reg[i]);
+    free(regs->reg);
     *regs = (disco__rdv_regs){0};
 }
 
@@ -92,14 +94,12 @@ static void finish_one(disco__rdv_wait *w, int status)
 static int start_read(disco__peer *p, disco__rdv_wait *w, size_t i)
 {
     const disco__rdv_read *r = &w->in.reads[i];
-    uint8_t key[DISCO_TRANSPORT_KEY_MAX];
-    size_t keylen;
-    int rc = w->x->ops->mem_register(w->x->tp, r->dst, r->d.len, &w->mr[i], key, &keylen);
+    int rc = disco__mem_get(w->x, r->dst, r->d.len, &w->reg[i]);
     if (rc)
         return rc;
     pthread_rwlock_rdlock(&p->conn_lock);
-    rc = p->fast ? w->x->ops->rma_read(p->fast->conn, r->dst, w->mr[i], r->d.addr,
-                                       r->d.len, r->d.key, r->d.keylen, w)
+    rc = p->fast ? w->x->ops->rma_read(p->fast->conn, r->dst, disco__mem_mr(w->reg[i]),
+                                       r->d.addr, r->d.len, r->d.key, r->d.keylen, w)
                  : DISCO_ECLOSED;
     pthread_rwlock_unlock(&p->conn_lock);
     return rc;
@@ -109,7 +109,7 @@ void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w)
 {
     size_t n = w->in.n;
     atomic_store(&w->pending, n + 1); /* + 1 until every read has started */
-    if (!(w->mr = calloc(n, sizeof(*w->mr)))) {
+    if (!(w->reg = calloc(n, sizeof(*w->reg)))) {
         atomic_store(&w->pending, 1);
         finish_one(w, disco_error_set(DISCO_ENOMEM, "no memory for rendezvous reads"));
         return;
@@ -124,12 +124,12 @@ void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w)
 
 void disco__rdv_wait_fini(disco__rdv_wait *w)
 {
-    for (size_t i = 0; w->mr && i < w->in.n; i++)
-        if (w->mr[i])
-            w->x->ops->mem_deregister(w->mr[i]);
-    free(w->mr);
+    for (size_t i = 0; w->reg && i < w->in.n; i++)
+        if (w->reg[i])
+            disco__mem_put(w->reg[i]);
+    free(w->reg);
     free(w->in.reads);
-    w->mr = NULL;
+    w->reg = NULL;
     w->in.reads = NULL;
 }
 

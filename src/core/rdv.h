@@ -26,12 +26,14 @@
 #include <stdatomic.h>
 
 #include "core/runtime.h"
+#include "mem/mem.h"
 #include "wire/wire.h"
 
-/* The registrations a sender made for one message. */
+/* The registrations a sender holds for one message (src/mem: cached, so
+ * a buffer sent again is not registered again). */
 typedef struct disco__rdv_regs {
     disco__xport *x;
-    disco_mr **mr;
+    disco__mem_reg **reg;
     size_t n, cap;
     size_t bytes; /* registered, in all */
 } disco__rdv_regs;
@@ -40,14 +42,14 @@ typedef struct disco__rdv_regs {
  * the registrations: true when p's data path can do it. */
 bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out);
 
-/* Ends the registrations (after the reply, or when sending failed). */
+/* Drops the registrations (after the reply, or when sending failed). */
 void disco__rdv_release(disco__rdv_regs *regs);
 
 /* The reads of one received message. */
 typedef struct disco__rdv_wait {
     disco__rdv_in in;       /* what to read (filled by the decoder) */
     disco__xport *x;
-    disco_mr **mr;          /* local registrations of the destinations */
+    disco__mem_reg **reg;   /* local registrations of the destinations */
     atomic_size_t pending;
     _Atomic int status;     /* the first failure */
     int from;               /* the sender's pid, for messages */

@@ -10,6 +10,7 @@
 #include "core/transport_set.h"
 #include "disco/error.h"
 #include "disco/status.h"
+#include "mem/mem.h"
 
 /* Every transport this build has; TCP first. */
 static const disco_transport_ops *const registry[] = {
@@ -171,8 +172,10 @@ void disco__xports_interrupt(disco__xport_set *s)
 
 void disco__xports_fini(disco__xport_set *s)
 {
-    for (int i = s->n - 1; i >= 0; i--)
+    for (int i = s->n - 1; i >= 0; i--) {
+        disco__mem_forget(&s->x[i]); /* registrations end before their transport */
         s->x[i].ops->fini(s->x[i].tp);
+    }
     s->n = 0;
 }
 
