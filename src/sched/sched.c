@@ -30,6 +30,7 @@
  * still do; if not, it takes the network over. */
 #define FOREIGN_LEASE_NS 1000000
 #define INJECT_EVERY 61    /* check the injection queue for fairness */
+#define CLOCK_EVERY 16     /* spinning rounds per look at the clock */
 
 static struct {
     pthread_mutex_t lock; /* start/stop only */
@@ -349,8 +350,10 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
     uint64_t deadline = S.mode == PROGRESS_POLL ? UINT64_MAX : disco__now_ns() + S.spin_ns;
     bool got;
     unsigned rounds = 0;
+    /* The clock is read every CLOCK_EVERY rounds: a read costs about what a
+     * shared-memory poll does on this kind of machine. */
     while (!(got = atomic_load_explicit(signal, memory_order_acquire)) &&
-           disco__now_ns() < deadline) {
+           (rounds % CLOCK_EVERY || disco__now_ns() < deadline)) {
         run_progress(0);
         disco__cpu_relax();
         if (++rounds % 32 == 0) /* as in worker_main's spin */
@@ -511,7 +514,8 @@ static void *worker_main(void *arg)
         }
         if (idle++ == 0)
             idle_since = disco__now_ns();
-        if (spin_more(idle, idle_since)) {
+        /* spin_more reads the clock: ask it every CLOCK_EVERY rounds. */
+        if (idle % CLOCK_EVERY != 1 || spin_more(idle, idle_since)) {
             if (!run_progress(0))
                 disco__cpu_relax();
             /* Spinning must not starve a thread that has real work on this
