@@ -26,7 +26,8 @@
 //
 // The binary is also the worker program. Run it pinned (the code pins
 // nothing), one benchmark per process with medians of 5 repetitions:
-//   taskset -c 0,1 make bench-transport        (every transport, from build/)
+//   taskset -c 0,1 make bench-transport        (every transport, from build/;
+//                                               about 2 minutes per transport)
 //   DISCO_TRANSPORT=tcp taskset -c 0,1 bench/run build/bench/bench_transport OUT
 #include <benchmark/benchmark.h>
 
@@ -579,7 +580,9 @@ double fi_pingpong_rtt(const std::string &exe, const char *provider, int iters, 
 // of a libfabric round trip on this machine, to hold BM_remotecall_fetch_rtt
 // under DISCO_TRANSPORT=ofi:<provider> against. Manual time: each iteration
 // is one fi_pingpong run and counts as the round trip it reports, so the
-// median row reads as that RTT (also the rtt_us counter).
+// median row reads as that RTT (also the rtt_us counter). fi_pingpong prints
+// the half round trip in microseconds with two decimals: the RTT comes in
+// steps of 0.02 us.
 void BM_fi_pingpong(benchmark::State &st, const char *provider)
 {
     const std::string exe = find_on_path("fi_pingpong");
