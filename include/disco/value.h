@@ -20,7 +20,10 @@
  *             message, disco_value_copy) carry DISCO_VALUE_OWNED and own
  *             their memory: each string, bytes payload, array payload and
  *             list items array is its own heap block, an error is its own
- *             disco_error. disco_value_free releases it. An owned list owns
+ *             disco_error. disco_value_free releases it — and only it: a
+ *             large bytes or array payload received by rendezvous is a
+ *             disco_mem_alloc block (disco/mem.h), not a malloc one. To
+ *             keep such a payload, keep the value. An owned list owns
  *             its items, each of which is itself marked owned. A function
  *             that lends out a value it keeps (such as a future's cached
  *             result) says so; the caller must not free such a value.

@@ -77,6 +77,7 @@ disco__rdv_in *disco__rdv_accept(disco__peer *p, disco__rdv_wait *w)
     if (!(w->x = rma_path(p)))
         return NULL;
     w->in.max_len = disco__rt.max_payload;
+    w->in.pooled = true;
     w->from = p->pid;
     return &w->in;
 }

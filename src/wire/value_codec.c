@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "base/error_internal.h"
+#include "disco/mem.h"
 #include "wire/ref_hooks.h"
 #include "wire/wire.h"
 
@@ -538,7 +539,7 @@ static int rdv_take(reader *r, size_t at, size_t n, void **out)
     if (!reads)
         return nomem("rendezvous reads", in->n + 1);
     in->reads = reads;
-    void *dst = malloc(n);
+    void *dst = in->pooled ? disco_mem_alloc(n) : malloc(n);
     if (!dst)
         return nomem("rendezvous data", n);
     in->reads[in->n++] = (disco__rdv_read){dst, d};
@@ -573,6 +574,7 @@ static int decode_rdv(reader *r, size_t at, disco_value *v)
         return rc;
     *v = tag == DISCO__TAG_BYTES ? disco_bytes(p, (size_t)n)
                                  : disco_array((disco_elem)elem, p, (size_t)n);
+    v->flags = r->rdv->pooled ? DISCO__VALUE_POOLED : 0;
     return 0;
 }
 
@@ -683,7 +685,7 @@ static int decode_value(reader *r, int depth, disco_value *out)
         break;
     default: return malformed_at(at, "unknown value tag");
     }
-    v.flags = DISCO_VALUE_OWNED;
+    v.flags |= DISCO_VALUE_OWNED;
     *out = v;
     return 0;
 }

@@ -37,6 +37,7 @@
 #ifndef DISCO_WIRE_WIRE_H
 #define DISCO_WIRE_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -97,10 +98,17 @@ typedef struct disco__rdv_read {
 
 typedef struct disco__rdv_in {
     size_t max_len;
+    /* Destinations from disco_mem_alloc (registered, pages reused: no
+     * page faults, no registration per message), marked
+     * DISCO__VALUE_POOLED so that disco_value_free gives them back. */
+    bool pooled;
     disco__rdv_read *reads; /* malloc'd; the caller frees */
     size_t n, cap;
     size_t total; /* bytes of all runs so far: at most max_len too */
 } disco__rdv_in;
+
+/* A value whose data (bytes, array) is a disco_mem_alloc block. */
+#define DISCO__VALUE_POOLED 0x2u
 
 /* Payload bytes (strings, bytes, array data, reassembled frames) this
  * process's disco copied so far (disco_bytes_copied in disco/value.h). */
