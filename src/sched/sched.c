@@ -437,7 +437,12 @@ static void bind_worker(disco__worker *w)
  * spin is for stealing work only: a fixed number of rounds. */
 static bool spin_more(unsigned idle, uint64_t idle_since)
 {
-    if (!atomic_load_explicit(&S.progress, memory_order_relaxed) || foreign_polling())
+    /* The clock is read every CLOCK_EVERY rounds only: a read costs about
+     * what a shared-memory poll does on this kind of machine. */
+    uint64_t now = idle % CLOCK_EVERY == 1 ? disco__now_ns() : 0;
+    if (!atomic_load_explicit(&S.progress, memory_order_relaxed) ||
+        atomic_load_explicit(&S.foreign_pollers, memory_order_relaxed) ||
+        (now && atomic_load_explicit(&S.foreign_until, memory_order_relaxed) > now))
         return idle < SPIN_ROUNDS;
     switch (S.mode) {
     case PROGRESS_POLL:
@@ -445,7 +450,7 @@ static bool spin_more(unsigned idle, uint64_t idle_since)
     case PROGRESS_BLOCK:
         return false;
     default:
-        return idle < SPIN_ROUNDS || disco__now_ns() - idle_since < S.spin_ns;
+        return idle < SPIN_ROUNDS || !now || now - idle_since < S.spin_ns;
     }
 }
 
@@ -514,8 +519,7 @@ static void *worker_main(void *arg)
         }
         if (idle++ == 0)
             idle_since = disco__now_ns();
-        /* spin_more reads the clock: ask it every CLOCK_EVERY rounds. */
-        if (idle % CLOCK_EVERY != 1 || spin_more(idle, idle_since)) {
+        if (spin_more(idle, idle_since)) {
             if (!run_progress(0))
                 disco__cpu_relax();
             /* Spinning must not starve a thread that has real work on this
