@@ -247,6 +247,42 @@ static void test_large_array_wait(void **state)
     free(a);
 }
 
+/* A CachingPool's captured payload: each worker pulls it once, by
+ * rendezvous from the closure's registered memory, and copies nothing. */
+static void test_caching_pool_payload(void **state)
+{
+    (void)state;
+    uint8_t *buf = malloc(BIG);
+    assert_non_null(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = (uint8_t)(i * 5 + 1);
+    disco_value cap = disco_bytes(buf, BIG), r;
+    disco_closure *c = disco_closure_new(digest, &cap, 1);
+    assert_non_null(c);
+    uint64_t want = fnv(buf, BIG);
+    free(buf); /* the closure has its own copy */
+    disco_pool *pool = disco_caching_pool_new(&worker, 1);
+    assert_non_null(pool);
+    assert_int_equal(disco_remotecall_fetch(copies, worker, NULL, 0, &r), 0);
+    uint64_t first = (uint64_t)r.i, last = 0, mine = disco_bytes_copied();
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(disco_closure_remotecall_fetch(pool, c, NULL, 0, &r), 0);
+        assert_int_equal((uint64_t)r.list.items[0].i, want);
+        last = (uint64_t)r.list.items[1].i;
+        disco_value_free(&r);
+    }
+    uint64_t here = disco_bytes_copied() - mine;
+    disco_pool_stats st;
+    assert_int_equal(disco_pool_stats_of(pool, worker, &st), 0);
+    assert_int_equal(st.payload_sends, 1); /* once per worker */
+    if (by_rendezvous(worker)) {
+        assert_true(here < 4096);
+        assert_true(last - first < 4096);
+    }
+    disco_pool_free(pool);
+    disco_closure_free(c);
+}
+
 /* Many large calls in flight from several tasks at once. */
 static int many_calls(void *arg, void **res)
 {
@@ -341,6 +377,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_result_reader_dies),
         cmocka_unit_test(test_concurrent_large_calls),
+        cmocka_unit_test(test_caching_pool_payload),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),
     };

@@ -54,13 +54,28 @@ static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
     return 0;
 }
 
+/* Whether ptr is the data of one of the scope's items. */
+static bool in_scope(void *ctx, const void *ptr, size_t len)
+{
+    (void)len;
+    const disco_value *scope = ((disco__rdv_regs *)ctx)->scope;
+    for (size_t i = 0; i < scope->list.n; i++) {
+        const disco_value *v = &scope->list.items[i];
+        if ((v->type == DISCO_BYTES && v->bytes.ptr == ptr) ||
+            (v->type == DISCO_ARRAY && v->array.data == ptr))
+            return true;
+    }
+    return false;
+}
+
 bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out)
 {
     disco__xport *x = rma_path(p);
     if (!x)
         return false;
     regs->x = x;
-    *out = (disco__rdv_out){.min = eager_max(x), .expose = expose, .ctx = regs};
+    *out = (disco__rdv_out){.min = eager_max(x), .wants = regs->scope ? in_scope : NULL,
+                            .expose = expose, .ctx = regs};
     return true;
 }
 
@@ -69,7 +84,7 @@ void disco__rdv_release(disco__rdv_regs *regs)
     for (size_t i = 0; i < regs->n; i++)
         disco__mem_put(regs->reg[i]);
     free(regs->reg);
-    *regs = (disco__rdv_regs){0};
+    *regs = (disco__rdv_regs){.scope = regs->scope};
 }
 
 disco__rdv_in *disco__rdv_accept(disco__peer *p, disco__rdv_wait *w)

@@ -32,6 +32,9 @@
 /* The registrations a sender holds for one message (src/mem: cached, so
  * a buffer sent again is not registered again). */
 typedef struct disco__rdv_regs {
+    /* Set by the caller: when not NULL, only the data of these values (the
+     * items of a list) may go by rendezvous. */
+    const disco_value *scope;
     disco__xport *x;
     disco__mem_reg **reg;
     size_t n, cap;
