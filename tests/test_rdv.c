@@ -283,6 +283,31 @@ static void test_caching_pool_payload(void **state)
     disco_closure_free(c);
 }
 
+/* Large RemoteChannel items: put is a call to the owner with the item as
+ * argument, take one with the item as result, so both go by rendezvous. */
+static void test_remote_channel_items(void **state)
+{
+    (void)state;
+    disco_channel *ch = disco_remote_channel_new(worker, 4);
+    assert_non_null(ch);
+    uint8_t *buf = malloc(BIG);
+    assert_non_null(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = (uint8_t)(i * 31 + 11);
+    uint64_t mine = disco_bytes_copied();
+    disco_value item = disco_bytes(buf, BIG), got;
+    assert_int_equal(disco_put(ch, &item), 0);
+    memset(buf, 0, BIG); /* put has read it: ours to reuse */
+    assert_int_equal(disco_take(ch, &got), 0);
+    uint64_t here = disco_bytes_copied() - mine;
+    assert_true(pattern_ok(&got, BIG, 11));
+    if (by_rendezvous(worker))
+        assert_true(here < 4096);
+    disco_value_free(&got);
+    free(buf);
+    disco_channel_free(ch);
+}
+
 /* Many large calls in flight from several tasks at once. */
 static int many_calls(void *arg, void **res)
 {
@@ -378,6 +403,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_result_reader_dies),
         cmocka_unit_test(test_concurrent_large_calls),
         cmocka_unit_test(test_caching_pool_payload),
+        cmocka_unit_test(test_remote_channel_items),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),
     };

@@ -7,6 +7,10 @@
  * DISCO_TRANSPORT_CAP_RMA, for data of at least its eager limit
  * (disco_transport_ops.eager_max, or DISCO_EAGER_MAX bytes).
  *
+ * Users: remotecall_fetch/remotecall_wait arguments, every result, so
+ * RemoteChannel items both ways (put and take are such calls to the owner),
+ * and closures' captured values (src/rpc/remotecall.h).
+ *
  * Lifetimes:
  *  - Arguments: the caller keeps its registrations until the reply comes (a
  *    reply means the reads are done: the callee reads its arguments before
