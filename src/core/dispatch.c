@@ -230,7 +230,7 @@ static int run_call(void *arg, void **unused)
     int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &c->result);
     if (!effect_only)
         reply(c, rc, &c->result);
-    if (c->held.regs.n) { /* the caller reads the result from here */
+    if (c->held.regs.n || c->held.regs.ntrail) { /* the caller reads it from here */
         c->held = (disco__held){.to = c->from, .call_id = c->h.call_id,
                                 .regs = c->held.regs, .release = release_held};
         disco__held_add(&c->held);
@@ -493,6 +493,8 @@ static int parse(disco__peer *p, const uint8_t *buf, size_t len, size_t *used,
         if ((rc = handle_frame(p, &h, buf + off + DISCO__FRAME_HEADER_SIZE)))
             break;
         off += total;
+        if (p->trailer)
+            break; /* its rendezvous data follows: not a frame */
     }
     *used = off;
     return rc;
@@ -515,27 +517,62 @@ static int append(disco__peer *p, const uint8_t *data, size_t len, size_t want)
     }
     if (len)
         memcpy(p->rbuf + p->rlen, data, len);
+    disco__count_copy(len);
     p->rlen += len;
     return 0;
 }
 
-/* Bytes of frames arrived: whole frames are handled where they lie, in the
- * transport's buffer; only a frame cut by the end of data is copied, into
- * p's buffer sized for the whole frame at once. */
-int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
+/* Whole frames at the start of data, handled where they lie; a frame cut
+ * by the end of data goes to p's buffer, sized for all of it at once. */
+static int take_whole(disco__peer *p, const uint8_t *data, size_t len, size_t *taken)
 {
     size_t used, need;
-    int rc;
-    if (p->rlen == 0) {
-        if ((rc = parse(p, data, len, &used, &need)) || used == len)
-            return rc;
-        return append(p, data + used, len - used, need);
-    }
-    if ((rc = append(p, data, len, 0)) || (rc = parse(p, p->rbuf, p->rlen, &used, &need)))
+    int rc = parse(p, data, len, &used, &need);
+    *taken = used;
+    if (rc || p->trailer || used == len)
         return rc;
-    memmove(p->rbuf, p->rbuf + used, p->rlen - used);
-    p->rlen -= used;
-    return need > p->rcap ? append(p, NULL, 0, need) : 0;
+    *taken = len;
+    p->rneed = need;
+    return append(p, data + used, len - used, need);
+}
+
+/* p's buffer holds the start of a frame: adds what it lacks (only that)
+ * from data, and handles the frame once whole. */
+static int complete_frame(disco__peer *p, const uint8_t *data, size_t len, size_t *taken)
+{
+    size_t want = p->rneed ? p->rneed : DISCO__FRAME_HEADER_SIZE;
+    size_t n = want - p->rlen < len ? want - p->rlen : len;
+    int rc = append(p, data, n, want);
+    *taken = n;
+    if (rc || p->rlen < want)
+        return rc;
+    size_t used, need;
+    if ((rc = parse(p, p->rbuf, p->rlen, &used, &need)))
+        return rc;
+    if (used == p->rlen) /* handled */
+        p->rlen = p->rneed = 0;
+    else /* only its header so far: now its size is known */
+        p->rneed = need;
+    return 0;
+}
+
+/* Bytes of p's stream arrived: frames, and the rendezvous data streamed
+ * behind some of them, which goes straight into place (rdv.h). */
+int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
+{
+    int rc = 0;
+    while (len && rc == 0) {
+        size_t n;
+        if (p->trailer)
+            n = disco__rdv_trailer_take(p, data, len);
+        else if (p->rlen)
+            rc = complete_frame(p, data, len, &n);
+        else
+            rc = take_whole(p, data, len, &n);
+        data += n;
+        len -= n;
+    }
+    return rc;
 }
 
 /*
@@ -553,6 +590,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
         return;
     disco__upgrade_forget(p);
     disco__held_drop_peer(p);
+    disco__rdv_trailer_abort(p, DISCO_EPROCEXIT);
     bool was_known = p->pid != 0;
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
@@ -570,7 +608,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     observe(p, false);
     free(p->rbuf);
     p->rbuf = NULL;
-    p->rlen = p->rcap = 0;
+    p->rlen = p->rcap = p->rneed = 0;
     disco__auth_fini(&p->auth);
     disco__peer_close(p);
     if (!was_known)
