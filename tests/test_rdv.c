@@ -9,6 +9,7 @@
  * holds such a call fails the caller with a process-exited error; a caller
  * that dies before the worker has read leaves the worker healthy.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,35 @@ static int fetch_and_die(const disco_value *args, size_t n, disco_value *result)
     _exit(0);
 }
 DISCO_FUNCTION(fetch_and_die)
+
+/* The order calls started in on this worker: each call of note appends
+ * its last argument (a one-letter string). */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char started[64];
+
+static int note(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)result;
+    pthread_mutex_lock(&log_lock);
+    size_t k = strlen(started);
+    if (n && args[n - 1].type == DISCO_STRING && k + 1 < sizeof(started))
+        started[k] = args[n - 1].str.ptr[0];
+    pthread_mutex_unlock(&log_lock);
+    return 0;
+}
+DISCO_FUNCTION(note)
+
+static int started_order(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    pthread_mutex_lock(&log_lock);
+    int rc = disco_value_copy(result, &(disco_value){.type = DISCO_STRING,
+                                                     .str = {started, strlen(started)}});
+    memset(started, 0, sizeof(started));
+    pthread_mutex_unlock(&log_lock);
+    return rc;
+}
+DISCO_FUNCTION(started_order)
 
 static int os_pid(const disco_value *args, size_t n, disco_value *result)
 {
@@ -309,6 +339,37 @@ static void test_remote_channel_items(void **state)
     disco_channel_free(ch);
 }
 
+/* Calls start in the order they were made, even when the first must wait
+ * for its arguments to be read and the next has all of its own. */
+static void test_calls_start_in_order(void **state)
+{
+    (void)state;
+    uint8_t *buf = calloc(1, BIG);
+    assert_non_null(buf);
+    disco_value cap = disco_bytes(buf, BIG), r;
+    disco_closure *c = disco_closure_new(note, &cap, 1); /* by rendezvous */
+    free(buf);
+    disco_pool *pool = disco_worker_pool_new(&worker, 1);
+    assert_non_null(c);
+    assert_non_null(pool);
+    disco_value a = disco_str("a"), b = disco_str("b");
+    for (int round = 0; round < 5; round++) {
+        disco_future *fa = disco_closure_remotecall(pool, c, &a, 1);
+        disco_future *fb = disco_remotecall(note, worker, &b, 1);
+        assert_non_null(fa);
+        assert_non_null(fb);
+        assert_int_equal(disco_future_wait(fa), 0);
+        assert_int_equal(disco_future_wait(fb), 0);
+        disco_future_release(fa);
+        disco_future_release(fb);
+        assert_int_equal(disco_remotecall_fetch(started_order, worker, NULL, 0, &r), 0);
+        assert_string_equal(r.str.ptr, "ab");
+        disco_value_free(&r);
+    }
+    disco_pool_free(pool);
+    disco_closure_free(c);
+}
+
 /* Many large calls in flight from several tasks at once. */
 static int many_calls(void *arg, void **res)
 {
@@ -405,6 +466,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_concurrent_large_calls),
         cmocka_unit_test(test_caching_pool_payload),
         cmocka_unit_test(test_remote_channel_items),
+        cmocka_unit_test(test_calls_start_in_order),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),
     };

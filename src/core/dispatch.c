@@ -99,7 +99,7 @@ static void observe(const disco__peer *p, bool up)
 
 void disco__peer_set_ready(disco__peer *p)
 {
-    p->ready_status = 0;
+    atomic_store(&p->ready_status, 0);
     atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
     disco_event_notify(&p->settled);
     observe(p, true);
@@ -175,7 +175,10 @@ static int upgraded_as_acceptor(disco__peer *p)
 
 /* ---- calls (target side) ------------------------------------------------ */
 
-typedef struct call {
+typedef struct disco__call {
+    struct disco__call *next; /* in from->waiting */
+    int status;               /* > 0: arguments still being read */
+    disco_error *err;         /* why they could not be, for the answer */
     disco__peer *from;
     disco__frame_header h;
     disco_function fn;
@@ -260,6 +263,38 @@ static void drop_call(call *c, int rc)
     free(c);
 }
 
+/* Starts c (status 0), or answers with its failure. */
+static void start_call(call *c, int rc)
+{
+    if (rc == 0)
+        rc = disco__async_fifo(run_call, c);
+    if (rc)
+        drop_call(c, rc);
+}
+
+/* Starts the calls at the head of p's waiting line that have their
+ * arguments, up to the first that does not yet. */
+static void start_waiting(disco__peer *p)
+{
+    call *c;
+    while ((c = p->waiting) && c->status <= 0) {
+        if (!(p->waiting = c->next))
+            p->waiting_tail = NULL;
+        if (c->err)
+            disco_error_put(c->err); /* the answer's message */
+        start_call(c, c->status);
+    }
+}
+
+static void wait_in_line(disco__peer *p, call *c)
+{
+    if (p->waiting_tail)
+        p->waiting_tail->next = c;
+    else
+        p->waiting = c;
+    p->waiting_tail = c;
+}
+
 /* The arguments that came by rendezvous are here (or could not be read). */
 static void arguments_read(disco__rdv_wait *w)
 {
@@ -270,10 +305,9 @@ static void arguments_read(disco__rdv_wait *w)
     if (rc)
         rc = disco_error_set(rc, "the arguments (%zu bytes by rendezvous) could not be read "
                                  "from process %d: %s", total, w->from, disco_strerror(rc));
-    else
-        rc = disco__async_fifo(run_call, c);
-    if (rc)
-        drop_call(c, rc);
+    c->status = rc;
+    c->err = rc ? disco_error_take() : NULL;
+    start_waiting(c->from);
 }
 
 static void handle_call(disco__peer *p, const disco__frame_header *h,
@@ -301,15 +335,18 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
     }
-    if (rc == 0 && c->rdv.in.n) {
+    if (rc == 0 && c->rdv.in.n) { /* it waits for its arguments, in line */
+        c->status = 1;
         c->rdv.done = arguments_read;
+        wait_in_line(p, c);
         disco__rdv_fetch(p, &c->rdv);
         return;
     }
-    if (rc == 0)
-        rc = disco__async_fifo(run_call, c);
-    if (rc)
-        drop_call(c, rc);
+    if (rc == 0 && p->waiting) { /* behind one that waits */
+        wait_in_line(p, c);
+        return;
+    }
+    start_call(c, rc);
 }
 
 /* ---- replies and control (caller side) --------------------------------- */
@@ -603,7 +640,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     } else if (p->pid == 1) {
         sem_post(&disco__rt.master_gone);
     }
-    p->ready_status = status ? status : DISCO_EPROCEXIT;
+    atomic_store(&p->ready_status, status ? status : DISCO_EPROCEXIT);
     disco_event_notify(&p->settled);
     observe(p, false);
     free(p->rbuf);

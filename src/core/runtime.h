@@ -81,9 +81,13 @@ typedef struct disco__peer {
      * byte trailer_off (progress thread only). */
     struct disco__rdv_wait *trailer;
     size_t trailer_i, trailer_off;
+    /* Calls from p that wait, in arrival order, for the first of them to
+     * have its arguments read (dispatch.c): calls start in the order they
+     * were made. Progress thread only. */
+    struct disco__call *waiting, *waiting_tail;
     /* Set once the peer is ready or gone; ready_status says which. */
     disco_event settled;
-    int ready_status;
+    _Atomic int ready_status; /* rewritten if it dies later: atomic */
     char host[DISCO__IDENTITY_HOST_MAX + 1]; /* from the handshake */
     char addr[DISCO__IDENTITY_ADDR_MAX + 1]; /* its listening address, ditto */
     bool joined; /* master: JOIN sent, so later workers learn of it */
