@@ -257,6 +257,12 @@ static void pump_for(ep *a, ep *b, int ms)
         pump_once(a, b);
 }
 
+static int send1(disco_conn *c, const void *p, size_t n, rec *r)
+{
+    struct iovec v = {(void *)p, n};
+    return T->send(c, &v, 1, r);
+}
+
 static disco_conn *connect_pair(ep *a, ep *b, disco_conn **bc)
 {
     char addr[DISCO_TRANSPORT_ADDR_MAX];
@@ -267,13 +273,17 @@ static disco_conn *connect_pair(ep *a, ep *b, disco_conn **bc)
     assert_non_null(c);
     PUMP_UNTIL(a, b, ep_naccepted(b) > before);
     *bc = b->accepted[before];
+    /* A byte back means the connector has the ACK (it is numbered first):
+     * a connect closed before that leaves the acceptor's end open (see the
+     * report: the CLOSE needs the acceptor's id, which the ACK brings). */
+    size_t got = ep_rxtotal(a);
+    assert_int_equal(send1(*bc, "", 1, NULL), 0);
+    PUMP_UNTIL(a, b, ep_rxtotal(a) > got);
+    pthread_mutex_lock(&a->mu);
+    a->rxtotal--, a->rxlen -= a->rxlen > 0, a->nrecv--;
+    a->hash = FNV_INIT;
+    pthread_mutex_unlock(&a->mu);
     return c;
-}
-
-static int send1(disco_conn *c, const void *p, size_t n, rec *r)
-{
-    struct iovec v = {(void *)p, n};
-    return T->send(c, &v, 1, r);
 }
 
 static void fill_random(uint8_t *p, size_t n, uint64_t seed)
@@ -853,13 +863,16 @@ static void test_wait_fd(void **state)
     int fd = T->wait_fd(b.tp);
     assert_true(fd >= 0);
     assert_int_equal(T->wait_fd(b.tp), fd);
+    /* shm (libfabric 1.17) has no completion fd: the transport polls, and
+     * an armed wait fd ticks every OFI_POLL_MS instead of staying quiet. */
+    bool ticks = strcmp(prov, "shm") == 0;
     /* Armed and idle: quiet (a provider may ask for one more round). */
     int armed = 1;
     for (int i = 0; i < 100 && armed; i++)
         if ((armed = T->wait_arm(b.tp)) > 0)
             T->progress(b.tp, 0);
     assert_int_equal(armed, 0);
-    assert_false(fd_readable(fd, 50));
+    assert_true(fd_readable(fd, 50) == ticks);
     size_t before = ep_rxtotal(&b);
     assert_int_equal(send1(ac, "wake", 4, NULL), 0);
     double deadline = now_s() + DEADLINE_S;
@@ -876,12 +889,14 @@ static void test_wait_fd(void **state)
         if ((armed = T->wait_arm(b.tp)) > 0)
             T->progress(b.tp, 0);
     assert_int_equal(armed, 0);
-    assert_false(fd_readable(fd, 20));
+    if (!ticks)
+        assert_false(fd_readable(fd, 20));
     T->interrupt(b.tp);
     assert_true(fd_readable(fd, DEADLINE_S * 1000));
     assert_true(T->progress(b.tp, 0) >= 0);
     assert_int_equal(T->wait_arm(b.tp), 0);
-    assert_false(fd_readable(fd, 0)); /* progress consumed the wake-up */
+    if (!ticks)
+        assert_false(fd_readable(fd, 0)); /* progress consumed the wake-up */
     T->conn_close(ac);
     T->conn_close(bc);
     ep_close(&a);
@@ -892,6 +907,7 @@ static void test_wait_fd(void **state)
 
 enum { CHILD_ECHO, CHILD_RMA };
 #define RMA_LEN ((size_t)64 << 20)
+#define ECHO_LEN ((size_t)1 << 20)
 
 typedef struct child {
     int mode;
@@ -948,8 +964,10 @@ static int child_main(const char *addr, int mode, size_t len)
                                            .on_close = child_close,
                                            .on_sent = child_sent};
     disco_conn *c;
-    if (!ch.buf || T->init(&ch.tp, NULL, prov, &cbs, &ch) != 0)
+    if (!ch.buf || T->init(&ch.tp, NULL, prov, &cbs, &ch) != 0) {
+        fprintf(stderr, "child: %s\n", disco_error_message(disco_last_error()));
         return 2;
+    }
     if (T->connect(ch.tp, addr, NULL, &c) != 0)
         return 3;
     disco_mr *mr = NULL;
@@ -978,15 +996,20 @@ static int child_main(const char *addr, int mode, size_t len)
     return ok ? 0 : 6;
 }
 
-static pid_t fork_child(ep *a, int mode, size_t len)
+/* The child execs this binary afresh: libfabric's state does not survive a
+ * fork (shm keeps the parent's pid for its CMA copies). */
+static pid_t fork_child(ep *a, int mode)
 {
     char addr[DISCO_TRANSPORT_ADDR_MAX];
     assert_int_equal(T->local_address(a->tp, addr, sizeof(addr)), 0);
     fflush(NULL);
     pid_t pid = fork();
     assert_true(pid >= 0);
-    if (pid == 0)
-        _exit(child_main(addr, mode, len));
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_ofi", "child", prov,
+              mode == CHILD_RMA ? "rma" : "echo", addr, (char *)NULL);
+        _exit(127);
+    }
     return pid;
 }
 
@@ -1008,14 +1031,14 @@ static void test_forked_peer(void **state)
 {
     (void)state;
     NEED_PROVIDER();
-    const size_t len = 1u << 20;
+    const size_t len = ECHO_LEN;
     uint8_t *msg = malloc(len);
     assert_non_null(msg);
     fill_random(msg, len, 7);
     ep a;
     ep_open(&a);
     ep_store(&a, len);
-    pid_t pid = fork_child(&a, CHILD_ECHO, len);
+    pid_t pid = fork_child(&a, CHILD_ECHO);
     PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1);
     disco_conn *c = a.accepted[0];
     rec r = {0};
@@ -1043,7 +1066,7 @@ static void test_rma_read(void **state)
     ep a;
     ep_open(&a);
     ep_store(&a, 8 + DISCO_TRANSPORT_KEY_MAX);
-    pid_t pid = fork_child(&a, CHILD_RMA, RMA_LEN);
+    pid_t pid = fork_child(&a, CHILD_RMA);
     PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1 && ep_rxtotal(&a) >= 8 + 16);
     disco_conn *c = a.accepted[0];
     uint64_t raddr;
@@ -1128,8 +1151,14 @@ static int group_setup(void **state)
     return 0;
 }
 
-int main(void)
+int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "child") == 0) { /* see fork_child */
+        prov = argv[2];
+        bool rma = strcmp(argv[3], "rma") == 0;
+        return child_main(argv[4], rma ? CHILD_RMA : CHILD_ECHO,
+                          rma ? RMA_LEN : ECHO_LEN);
+    }
     /* A connect that gets no answer fails after this long. */
     setenv("DISCO_OFI_CONNECT_TIMEOUT", "10", 0);
     signal(SIGPIPE, SIG_IGN);
@@ -1154,6 +1183,8 @@ int main(void)
         cmocka_unit_test(test_no_fd_leak),
     };
     const char *which = getenv("DISCO_TEST_OFI_PROVIDERS");
+    if (getenv("DISCO_TEST_FILTER"))
+        cmocka_set_test_filter(getenv("DISCO_TEST_FILTER"));
     const char *provs[] = {"shm", "tcp"};
     int rc = 0;
     for (size_t i = 0; i < sizeof(provs) / sizeof(*provs); i++) {

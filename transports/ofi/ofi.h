@@ -10,14 +10,18 @@
  *   connect: A -> B  HELLO  tag(HELLO, 0)      payload {A's id, A's address}
  *   accept:  B -> A  ACK    tag(ACK, A's id)   payload {B's id}
  *   data:    X -> Y  DATA   tag(DATA, Y's id)  payload: stream bytes
- *   close:   X -> Y  CLOSE  tag(CLOSE, Y's id) (fi_tinject, best effort)
+ *   close:   X -> Y  CLOSE  tag(CLOSE, Y's id) (fi_tinject, retried by
+ *                                               progress until fini)
  *
- * The tag (FI_TAGGED) carries the message kind in its top two bits and the
- * receiver's connection id below, so a receive maps to its connection by
- * the id alone. Ids hold a slot index and a generation, so a late message
- * for a closed connection never reaches the slot's next owner. Ordering per
- * peer comes from FI_ORDER_SAS, which init requires: the ACK precedes the
- * acceptor's data, and CLOSE follows the data.
+ * The tag (FI_TAGGED) carries the message kind, a sequence number and the
+ * receiver's connection id, so a receive maps to its connection by the id
+ * alone. Ids hold a slot index and a generation, so a late message for a
+ * closed connection never reaches the slot's next owner. Every message to a
+ * connection but the HELLO (ACK, DATA, CLOSE) is numbered: FI_ORDER_SAS
+ * (which init requires) orders the data placement, but completions may
+ * come out of order (tcp;ofi_rxm completes a large rendezvous message after
+ * a small one behind it), so a receive that comes early is held, its buffer
+ * not re-posted, until its predecessors have been delivered.
  *
  * Sending copies: every byte goes through a transport-owned bounce buffer
  * of OFI_CHUNK bytes (OFI_NTX of them). That makes the provider's limits
@@ -106,20 +110,25 @@
 #define OFI_PEER_LEN 96
 #define OFI_MSG_LEN 192
 
-/* Message kinds, in the tag's top two bits. */
+/* The tag: kind in the top two bits, then a 22-bit sequence number, then
+ * the receiver's 40-bit connection id. */
 #define OFI_KIND_SHIFT 62
-#define OFI_ID_MASK ((1ull << OFI_KIND_SHIFT) - 1)
+#define OFI_SEQ_SHIFT 40
+#define OFI_SEQ_MASK ((1u << 22) - 1)
+#define OFI_ID_MASK ((1ull << OFI_SEQ_SHIFT) - 1)
 enum { OFI_DATA = 0, OFI_HELLO = 1, OFI_ACK = 2, OFI_CLOSE = 3 };
 
-static inline uint64_t ofi_tag(unsigned kind, uint64_t id)
+static inline uint64_t ofi_tag(unsigned kind, uint64_t id, uint32_t seq)
 {
-    return ((uint64_t)kind << OFI_KIND_SHIFT) | (id & OFI_ID_MASK);
+    return ((uint64_t)kind << OFI_KIND_SHIFT) |
+           ((uint64_t)(seq & OFI_SEQ_MASK) << OFI_SEQ_SHIFT) | (id & OFI_ID_MASK);
 }
 
-/* Connection ids: slot index in the low 24 bits, generation above (never
- * 0, so 0 means "no connection"). */
+/* Connection ids: slot index in the low 24 bits, a 16-bit generation above
+ * (never 0, so 0 means "no connection"). */
 #define OFI_SLOT_BITS 24
 #define OFI_SLOT_MASK ((1ull << OFI_SLOT_BITS) - 1)
+#define OFI_GEN_MASK 0xffffull
 
 typedef struct ofi_transport ofi_transport;
 typedef struct ofi_conn ofi_conn;
@@ -149,6 +158,11 @@ typedef struct ofi_rx {
     ofi_op op;
     uint8_t *buf;
     bool posted;
+    /* A message held until its turn (c->held, by sequence). */
+    struct ofi_rx *next;
+    uint32_t seq;
+    unsigned kind;
+    size_t len;
 } ofi_rx;
 
 /* A queued send: the caller's iovec array, iov[pos] the first byte not yet
@@ -212,6 +226,8 @@ struct ofi_conn {
     bool blocked;                 /* the provider said -FI_EAGAIN */
 
     ofi_read *rdone;   /* reads whose on_read is owed (LIFO is fine) */
+    uint32_t tx_seq, rx_seq; /* next to send, next to deliver */
+    ofi_rx *held;      /* early receives, in sequence order */
 
     int close_status;
     bool close_delivered;
@@ -225,6 +241,13 @@ struct ofi_conn {
     char peer[OFI_PEER_LEN];
     _Atomic(void *) ctx;
 };
+
+/* A CLOSE the provider could not take at once (retried by progress). */
+typedef struct ofi_close_msg {
+    struct ofi_close_msg *next;
+    fi_addr_t addr;
+    uint64_t tag;
+} ofi_close_msg;
 
 /* An address inserted into the AV (never removed before fini). */
 typedef struct ofi_peer_addr {
@@ -276,6 +299,7 @@ struct ofi_transport {
     ofi_conn *zombies;
     ofi_read *reads;    /* every live read */
     ofi_read *rretry;   /* reads with pieces refused by the provider */
+    ofi_close_msg *closes, *closes_tail; /* FIFO */
     ofi_peer_addr *addrs;
     size_t naddrs, addrs_cap;
     ofi_conn *cb_conn;  /* the connection whose callback runs */
@@ -339,6 +363,8 @@ ofi_conn *ofi_conn_lookup_locked(ofi_transport *tp, uint64_t id);
 /* Breaks c (lock held): on_close(status) is owed after the failed sends. */
 void ofi_conn_fail_locked(ofi_conn *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+/* Re-posts the receive buffers c holds (lock held). */
+void ofi_conn_release_held_locked(ofi_conn *c);
 /* Puts c on the ready list (lock held). */
 void ofi_conn_mark_ready_locked(ofi_conn *c);
 /* Bracket a callback for c (lock held on entry and exit, not during). */
@@ -350,6 +376,8 @@ int ofi_deliver_ready(ofi_transport *tp);
 /* Fails connects past their deadline (lock held); returns the soonest
  * deadline left, or 0. */
 double ofi_check_deadlines_locked(ofi_transport *tp, double now);
+/* Sends the CLOSEs the provider refused before, in order (lock held). */
+void ofi_close_retry_locked(ofi_transport *tp);
 /* Closes c: the shared part of conn_close and fini. */
 void ofi_conn_shutdown(ofi_conn *c);
 void ofi_conn_free(ofi_conn *c);

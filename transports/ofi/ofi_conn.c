@@ -46,7 +46,10 @@ ofi_conn *ofi_conn_new_locked(ofi_transport *tp, ofi_state state, fi_addr_t addr
         return NULL;
     }
     tp->slots[slot] = c;
-    c->id = (++tp->gens[slot] << OFI_SLOT_BITS) | slot;
+    tp->gens[slot] = (tp->gens[slot] + 1) & OFI_GEN_MASK;
+    if (tp->gens[slot] == 0)
+        tp->gens[slot] = 1;
+    c->id = (tp->gens[slot] << OFI_SLOT_BITS) | slot;
     c->tp = tp;
     c->addr = addr;
     c->state = state;
@@ -82,12 +85,16 @@ void ofi_conn_mark_ready_locked(ofi_conn *c)
     tp->ready_tail = c;
 }
 
-/* Returns c's staged buffers to the free list (lock held). */
+/* Returns c's staged buffers to the free list (lock held). They hold the
+ * last sequence numbers taken, which are given back: the peer must not wait
+ * for them before our CLOSE. */
 static void drop_staged_locked(ofi_conn *c)
 {
     while (c->staged) {
         ofi_tx *tx = c->staged;
         c->staged = tx->next;
+        if ((tx->tag >> OFI_KIND_SHIFT) != OFI_HELLO)
+            c->tx_seq = (c->tx_seq - 1) & OFI_SEQ_MASK;
         ofi_tx_release_locked(c->tp, tx);
         c->ntx--;
     }
@@ -111,6 +118,15 @@ static void detach_reads_locked(ofi_conn *c, int status)
     }
 }
 
+void ofi_conn_release_held_locked(ofi_conn *c)
+{
+    while (c->held) {
+        ofi_rx *rx = c->held;
+        c->held = rx->next;
+        ofi_rx_post_locked(c->tp, rx);
+    }
+}
+
 void ofi_conn_fail_locked(ofi_conn *c, int status, const char *fmt, ...)
 {
     if (c->state == OFI_DEAD || c->state == OFI_CLOSED)
@@ -122,6 +138,7 @@ void ofi_conn_fail_locked(ofi_conn *c, int status, const char *fmt, ...)
     vsnprintf(c->close_msg, sizeof(c->close_msg), fmt, ap);
     va_end(ap);
     drop_staged_locked(c);
+    ofi_conn_release_held_locked(c);
     detach_reads_locked(c, status < 0 ? status : DISCO_ECLOSED);
     ofi_conn_mark_ready_locked(c);
 }
@@ -260,12 +277,40 @@ static void unlink_locked(ofi_transport *tp, ofi_conn *c)
     c->on_ready = false;
 }
 
-/* Tells the peer, best effort: an inject needs no buffer and no completion,
- * and a peer that misses it learns of the close from the core. */
+void ofi_close_retry_locked(ofi_transport *tp)
+{
+    ofi_close_msg *m;
+    while ((m = tp->closes) != NULL) {
+        if (fi_tinject(tp->ep, NULL, 0, m->addr, m->tag) == -FI_EAGAIN)
+            return;
+        tp->closes = m->next; /* sent, or failed for good: the core learns
+                               * of the close through its own connection */
+        if (!tp->closes)
+            tp->closes_tail = NULL;
+        free(m);
+    }
+}
+
+/* Tells the peer: an inject needs no buffer and no completion. One the
+ * provider refuses now waits for progress, behind earlier ones. */
 static void send_close_locked(ofi_transport *tp, ofi_conn *c)
 {
-    if (c->state == OFI_OPEN)
-        (void)fi_tinject(tp->ep, NULL, 0, c->addr, ofi_tag(OFI_CLOSE, c->rid));
+    if (c->state != OFI_OPEN)
+        return;
+    uint64_t tag = ofi_tag(OFI_CLOSE, c->rid, c->tx_seq++);
+    if (!tp->closes && fi_tinject(tp->ep, NULL, 0, c->addr, tag) != -FI_EAGAIN)
+        return;
+    ofi_close_msg *m = malloc(sizeof(*m));
+    if (!m)
+        return; /* as if the provider had failed it */
+    m->next = NULL;
+    m->addr = c->addr;
+    m->tag = tag;
+    if (tp->closes_tail)
+        tp->closes_tail->next = m;
+    else
+        tp->closes = m;
+    tp->closes_tail = m;
 }
 
 void ofi_conn_shutdown(ofi_conn *c)
@@ -286,6 +331,7 @@ void ofi_conn_shutdown(ofi_conn *c)
     int status = c->state == OFI_DEAD ? failed_send_status(c) : DISCO_ECLOSED;
     send_close_locked(tp, c);
     drop_staged_locked(c);
+    ofi_conn_release_held_locked(c);
     detach_reads_locked(c, DISCO_ECLOSED);
     c->state = OFI_CLOSED;
     unlink_locked(tp, c);

@@ -102,44 +102,82 @@ static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
     return 1;
 }
 
-static void on_ack_locked(ofi_transport *tp, uint64_t id, const uint8_t *p,
+static void on_ack_locked(ofi_transport *tp, ofi_conn *c, const uint8_t *p,
                           size_t len)
 {
-    ofi_conn *c = ofi_conn_lookup_locked(tp, id);
-    if (!c || c->state != OFI_CONNECTING || len != sizeof(c->rid))
+    (void)tp;
+    if (c->state != OFI_CONNECTING || len != sizeof(c->rid))
         return;
     memcpy(&c->rid, p, sizeof(c->rid));
     c->state = OFI_OPEN;
     ofi_conn_push_locked(c); /* what was queued while connecting */
 }
 
-static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, uint64_t tag, size_t len)
+/* Delivers one numbered message to c (lock held, dropped for callbacks). */
+static int deliver_rx_locked(ofi_transport *tp, ofi_conn *c, ofi_rx *rx)
 {
-    uint64_t id = tag & OFI_ID_MASK;
-    ofi_conn *c;
     int n = 1;
-    switch ((unsigned)(tag >> OFI_KIND_SHIFT)) {
-    case OFI_HELLO:
-        n = on_hello_locked(tp, rx->buf, len);
-        break;
-    case OFI_ACK:
-        on_ack_locked(tp, id, rx->buf, len);
-        break;
-    case OFI_DATA:
-        c = ofi_conn_lookup_locked(tp, id);
-        if (c && (c->state == OFI_OPEN || c->state == OFI_CONNECTING)) {
-            ofi_cb_enter_locked(tp, c);
-            tp->cb.on_recv(tp->ctx, ofi_dc(c), rx->buf, len);
-            ofi_cb_leave_locked(tp);
-        }
-        break;
-    default: /* OFI_CLOSE */
-        c = ofi_conn_lookup_locked(tp, id);
-        if (c)
-            ofi_conn_fail_locked(c, 0, "ofi: %s closed the connection", c->peer);
-        break;
+    if (rx->kind == OFI_ACK) {
+        on_ack_locked(tp, c, rx->buf, rx->len);
+    } else if (rx->kind == OFI_DATA) {
+        ofi_cb_enter_locked(tp, c);
+        tp->cb.on_recv(tp->ctx, ofi_dc(c), rx->buf, rx->len);
+        ofi_cb_leave_locked(tp);
+    } else {
+        ofi_conn_fail_locked(c, 0, "ofi: %s closed the connection", c->peer);
     }
     ofi_rx_post_locked(tp, rx);
+    return n;
+}
+
+/* Holds rx on c until its predecessors have come (lock held). */
+static void hold_locked(ofi_conn *c, ofi_rx *rx)
+{
+    uint32_t d = (rx->seq - c->rx_seq) & OFI_SEQ_MASK;
+    ofi_rx **p = &c->held;
+    while (*p && (((*p)->seq - c->rx_seq) & OFI_SEQ_MASK) < d)
+        p = &(*p)->next;
+    rx->next = *p;
+    *p = rx;
+}
+
+static bool live(const ofi_conn *c)
+{
+    return c->state == OFI_OPEN || c->state == OFI_CONNECTING;
+}
+
+static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, uint64_t tag, size_t len)
+{
+    rx->kind = (unsigned)(tag >> OFI_KIND_SHIFT);
+    rx->seq = (uint32_t)(tag >> OFI_SEQ_SHIFT) & OFI_SEQ_MASK;
+    rx->len = len;
+    if (rx->kind == OFI_HELLO) {
+        int n = on_hello_locked(tp, rx->buf, len);
+        ofi_rx_post_locked(tp, rx);
+        return n;
+    }
+    uint64_t id = tag & OFI_ID_MASK;
+    ofi_conn *c = ofi_conn_lookup_locked(tp, id);
+    if (!c || !live(c)) { /* a late message for a closed connection */
+        ofi_rx_post_locked(tp, rx);
+        return 0;
+    }
+    if (rx->seq != c->rx_seq) {
+        hold_locked(c, rx);
+        return 0;
+    }
+    int n = 0;
+    for (;;) {
+        c->rx_seq = (c->rx_seq + 1) & OFI_SEQ_MASK;
+        n += deliver_rx_locked(tp, c, rx);
+        /* c may have been closed by the callback (then it released what it
+         * held, and its id no longer resolves). */
+        if (ofi_conn_lookup_locked(tp, id) != c || !live(c) || !c->held ||
+            c->held->seq != c->rx_seq)
+            break;
+        rx = c->held;
+        c->held = rx->next;
+    }
     return n;
 }
 
@@ -213,7 +251,8 @@ static int work(ofi_transport *tp)
         if (!tp->rx[i].posted)
             ofi_rx_post_locked(tp, &tp->rx[i]);
     ofi_read_retry_locked(tp);
-    bool blocked = tp->rretry != NULL;
+    ofi_close_retry_locked(tp);
+    bool blocked = tp->rretry != NULL || tp->closes != NULL;
     for (ofi_conn *c = tp->conns; c; c = c->next) {
         if (c->state == OFI_OPEN || c->state == OFI_CONNECTING)
             ofi_conn_push_locked(c);
@@ -225,13 +264,15 @@ static int work(ofi_transport *tp)
     return n + ofi_deliver_ready(tp);
 }
 
-/* Consumes the eventfd's wake-ups (and the polling timer's ticks). */
-static void drain_evfd(ofi_transport *tp)
+/* Consumes the eventfd's wake-ups (and the polling timer's ticks); true
+ * when there was one. */
+static bool drain_evfd(ofi_transport *tp)
 {
     uint64_t v;
-    (void)!read(tp->evfd, &v, sizeof(v));
+    bool woken = read(tp->evfd, &v, sizeof(v)) == sizeof(v);
     if (tp->tfd >= 0)
         (void)!read(tp->tfd, &v, sizeof(v));
+    return woken;
 }
 
 /* Sleeps until the completion queue or the eventfd signals, or until end.
@@ -284,15 +325,15 @@ int ofi_progress(disco_transport *dtp, int timeout_ms)
     tp->in_progress = true;
     tp->lazy_done = 0; /* this call delivers them */
     pthread_mutex_unlock(&tp->lock);
-    drain_evfd(tp);
+    /* An interrupt before the call ends it after one round, as one during
+     * it does. */
+    bool interrupted = drain_evfd(tp);
 
     double end = timeout_ms < 0 ? INFINITY : ofi_now() + timeout_ms / 1000.0;
     int n = work(tp);
-    while (n == 0 && timeout_ms != 0 && ofi_now() < end) {
-        bool woken = sleep_once(tp, end);
+    while (n == 0 && timeout_ms != 0 && !interrupted && ofi_now() < end) {
+        interrupted = sleep_once(tp, end);
         n = work(tp);
-        if (woken)
-            break; /* interrupt: return even with nothing done */
     }
 
     pthread_mutex_lock(&tp->lock);

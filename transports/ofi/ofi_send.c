@@ -33,7 +33,8 @@ static ofi_tx *tx_take_locked(ofi_transport *tp, ofi_conn *c, unsigned kind,
     tx->next = NULL;
     tx->cid = c->id;
     tx->dest = c->addr;
-    tx->tag = ofi_tag(kind, id);
+    /* Numbered in staging order, which is sending order. */
+    tx->tag = ofi_tag(kind, id, kind == OFI_HELLO ? 0 : c->tx_seq++);
     if (c->staged_tail)
         c->staged_tail->next = tx;
     else

@@ -235,6 +235,11 @@ static void close_fid(struct fid *f)
 static void destroy(ofi_transport *tp)
 {
     close_fid(tp->ep ? &tp->ep->fid : NULL); /* cancels what is in flight */
+    while (tp->closes) {
+        ofi_close_msg *m = tp->closes;
+        tp->closes = m->next;
+        free(m);
+    }
     while (tp->reads) {
         ofi_read *r = tp->reads;
         tp->reads = r->next;
