@@ -15,6 +15,7 @@
  *   disco/rref.h     references as values, distributed refcounting
  *   disco/remote_channel.h  RemoteChannel
  *   disco/everywhere.h  @everywhere, plugins, globals and clear!, @spawn
+ *   disco/mem.h      registered memory: buffers that cross without copies
  */
 #ifndef DISCO_H
 #define DISCO_H
@@ -30,5 +31,6 @@
 #include "disco/rref.h"
 #include "disco/remote_channel.h"
 #include "disco/everywhere.h"
+#include "disco/mem.h"
 
 #endif /* DISCO_H */

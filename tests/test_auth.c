@@ -326,6 +326,7 @@ static void test_handshake_succeeds(void **state)
         p.chunk = chunks[c];
         assert_null(disco__auth_peer(&p.side[0]));
         assert_null(disco__auth_peer(&p.side[1]));
+        assert_null(disco__auth_session(&p.side[0]));
         pump_run(&p);
         assert_int_equal(p.rc[0], 1);
         assert_int_equal(p.rc[1], 1);
@@ -333,6 +334,16 @@ static void test_handshake_succeeds(void **state)
         assert_int_equal(p.len[1], CHALLENGE);
         assert_same_id(disco__auth_peer(&p.side[0]), &p.id[1]);
         assert_same_id(disco__auth_peer(&p.side[1]), &p.id[0]);
+        /* Both ends derived the same session secret, and it never
+         * crossed the wire. */
+        const uint8_t *s0 = disco__auth_session(&p.side[0]);
+        const uint8_t *s1 = disco__auth_session(&p.side[1]);
+        assert_non_null(s0);
+        assert_non_null(s1);
+        assert_memory_equal(s0, s1, DISCO__AUTH_MAC_SIZE);
+        for (int k = 0; k < 2; k++)
+            for (size_t i = 0; i + DISCO__AUTH_MAC_SIZE <= p.len[k]; i++)
+                assert_memory_not_equal(p.stream[k] + i, s0, DISCO__AUTH_MAC_SIZE);
         /* Finished: further input is left alone, the result repeats. */
         size_t used = 5;
         assert_int_equal(disco__auth_input(&p.side[1], (const uint8_t *)"x", 1,

@@ -117,7 +117,30 @@ static int my_address(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(my_address)
 
+/* The transport this worker's messages to args[0] travel over. */
+static int transport_to(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)n;
+    char name[32];
+    int rc = disco_transport_info((int)args[0].i, name, sizeof(name));
+    if (rc == 0)
+        rc = disco_value_copy(result, &(disco_value){.type = DISCO_STRING,
+                                                     .str = {name, strlen(name)}});
+    return rc;
+}
+DISCO_FUNCTION(transport_to)
+
 /* ---- helpers ---------------------------------------------------------------- */
+
+/* The transport the suite runs over (the conformance runs say which one
+ * each run must get: tests/conformance.sh), or NULL: any. */
+static void assert_transport(const char *got)
+{
+    const char *want = getenv("DISCO_EXPECT_TRANSPORT");
+    assert_true(got[0] != '\0' && strcmp(got, "self") != 0);
+    if (want && *want)
+        assert_string_equal(got, want);
+}
 
 /* Connections of pid, as a bit set of pids below 64. */
 static uint64_t links_of(int pid)
@@ -169,6 +192,31 @@ static void test_lazy_mesh(void **state)
     assert_int_equal(disco_addprocs(1, &star, NULL), DISCO_EINVAL);
     /* The master's view is unchanged by the workers' mesh. */
     assert_int_equal(disco_nprocs(), 5);
+}
+
+/* Which transport each pair of processes talks over, from both ends. */
+static void test_transport_info(void **state)
+{
+    (void)state;
+    char name[32];
+    for (int pid = 2; pid <= 5; pid++) {
+        assert_int_equal(disco_transport_info(pid, name, sizeof(name)), 0);
+        assert_transport(name);
+    }
+    assert_int_equal(disco_transport_info(1, name, sizeof(name)), 0);
+    assert_string_equal(name, "self");
+    assert_int_equal(disco_transport_info(999, name, sizeof(name)), DISCO_ENOPROC);
+    assert_int_equal(disco_transport_info(2, name, 2), DISCO_EINVAL);
+    assert_int_equal(disco_transport_info(2, NULL, 8), DISCO_EINVAL);
+    /* Worker to worker (2 and 3 are connected by now), and to the master. */
+    for (int to = 1; to <= 3; to += 2) {
+        disco_value arg = disco_i64(to), r;
+        assert_int_equal(disco_remotecall_fetch(transport_to, 2, &arg, 1, &r), 0);
+        char got[32];
+        snprintf(got, sizeof(got), "%.*s", (int)r.str.len, r.str.ptr);
+        assert_transport(got);
+        disco_value_free(&r);
+    }
 }
 
 static void test_peer_killed_under_worker_call(void **state)
@@ -271,6 +319,7 @@ int main(int argc, char **argv)
         return star_master();
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_lazy_mesh),
+        cmocka_unit_test(test_transport_info),
         cmocka_unit_test(test_peer_killed_under_worker_call),
         cmocka_unit_test(test_eager_mesh),
         cmocka_unit_test(test_master_worker_star),

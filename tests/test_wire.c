@@ -678,7 +678,7 @@ static void test_malformed_varints(void **state)
 static void test_malformed_values(void **state)
 {
     (void)state;
-    uint8_t tag[1] = {0x0b};
+    uint8_t tag[1] = {0x0c};
     expect_decode_fail(tag, 1, DISCO_EPROTO);
     assert_non_null(
         strstr(disco_error_message(disco_last_error()), "unknown value tag at offset 0"));
@@ -1047,6 +1047,93 @@ static void test_frame_fuzz(void **state)
 
 /* ---- function ids ------------------------------------------------------------ */
 
+/* ---- rendezvous ------------------------------------------------------------ */
+
+/* A stand-in registration: the address as is, a fixed key; counts calls. */
+static int exposed;
+static int fake_expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
+{
+    (void)ctx;
+    exposed++;
+    d->addr = (uint64_t)(uintptr_t)ptr;
+    d->len = len;
+    d->keylen = 3;
+    memcpy(d->key, "key", 3);
+    return 0;
+}
+
+/* Large runs go as descriptors, small ones inline; the decoder lists the
+ * reads and allocates their destinations; "reading" them gives the value
+ * back. Nothing of the large data is copied by the codec. */
+static void test_rdv_roundtrip(void **state)
+{
+    (void)state;
+    static uint8_t big[100000];
+    static double arr[5000];
+    for (size_t i = 0; i < sizeof(big); i++)
+        big[i] = (uint8_t)(i * 7);
+    for (size_t i = 0; i < 5000; i++)
+        arr[i] = (double)i / 3;
+    disco_value items[3] = {disco_bytes(big, sizeof(big)), disco_bytes("small", 5),
+                            disco_array(DISCO_ELEM_F64, arr, 5000)};
+    disco_value v = disco_list(items, 3);
+    disco__rdv_out out = {.min = 4096, .expose = fake_expose};
+    size_t size = disco__value_encoded_size_rdv(&v, &out);
+    assert_true(size > 0 && size < 400);
+    uint8_t buf[400];
+    size_t used;
+    exposed = 0;
+    uint64_t copied = disco_bytes_copied();
+    assert_int_equal(disco__value_encode_rdv(&v, buf, size, &used, &out), 0);
+    assert_int_equal(exposed, 2);
+    assert_true(used <= size);
+    assert_int_equal(disco_bytes_copied() - copied, 5); /* "small" only */
+
+    /* Without rendezvous allowed, the decoder refuses. */
+    disco_value got;
+    assert_int_equal(disco__value_decode(buf, used, NULL, &got), DISCO_EPROTO);
+    disco__rdv_in in = {.max_len = 1 << 20};
+    copied = disco_bytes_copied();
+    assert_int_equal(disco__value_decode_rdv(buf, used, NULL, &got, &in), 0);
+    assert_int_equal(disco_bytes_copied() - copied, 5);
+    assert_int_equal(in.n, 2);
+    assert_int_equal(in.total, sizeof(big) + sizeof(arr));
+    for (size_t i = 0; i < in.n; i++) {
+        assert_int_equal(in.reads[i].d.keylen, 3);
+        assert_memory_equal(in.reads[i].d.key, "key", 3);
+        memcpy(in.reads[i].dst, (void *)(uintptr_t)in.reads[i].d.addr, in.reads[i].d.len);
+    }
+    assert_true(values_equal(&got, &v));
+    assert_ptr_equal(in.reads[0].dst, got.list.items[0].bytes.ptr);
+    disco_value_free(&got);
+    free(in.reads);
+}
+
+/* Descriptors that claim too much, or are cut short, fail cleanly and
+ * leave nothing listed. */
+static void test_rdv_limits(void **state)
+{
+    (void)state;
+    static uint8_t big[10000];
+    disco_value items[2] = {disco_bytes(big, sizeof(big)), disco_bytes(big, sizeof(big))};
+    disco_value v = disco_list(items, 2);
+    disco__rdv_out out = {.min = 1, .expose = fake_expose};
+    uint8_t buf[400];
+    size_t used;
+    assert_int_equal(disco__value_encode_rdv(&v, buf, sizeof(buf), &used, &out), 0);
+    disco_value got;
+    disco__rdv_in in = {.max_len = 15000}; /* one fits, not both */
+    assert_int_equal(disco__value_decode_rdv(buf, used, NULL, &got, &in), DISCO_EPROTO);
+    assert_int_equal(in.n, 0);
+    assert_int_equal(in.total, 0);
+    in.max_len = 1 << 20;
+    for (size_t cut = 0; cut < used; cut++) {
+        assert_int_not_equal(disco__value_decode_rdv(buf, cut, NULL, &got, &in), 0);
+        assert_int_equal(in.n, 0);
+    }
+    free(in.reads);
+}
+
 static void test_function_id_is_stable(void **state)
 {
     (void)state;
@@ -1085,6 +1172,8 @@ int main(void)
         cmocka_unit_test(test_frame_errors),
         cmocka_unit_test(test_frame_fuzz),
         cmocka_unit_test(test_function_id_is_stable),
+        cmocka_unit_test(test_rdv_roundtrip),
+        cmocka_unit_test(test_rdv_limits),
     };
     return cmocka_run_group_tests_name("wire", tests, setup, teardown);
 }

@@ -23,6 +23,7 @@
 #define DISCO_CLUSTER_H
 
 #include <stdbool.h>
+#include <stddef.h>
 
 #include "disco/status.h"
 #include "disco/task.h"
@@ -91,6 +92,17 @@ DISCO_API int disco_workers(int *pids, int max);
  * count, and the first max pids (an introspection call, to see the lazy or
  * full mesh). */
 DISCO_API int disco_connections(int *pids, int max);
+
+/* The transport this process's messages to pid travel over, as a name:
+ * "tcp", "shm" (disco's shared-memory rings), "ofi+<provider>"
+ * (libfabric), or "self" for this process. Chosen per peer when the two
+ * connect: the best transport both run (DISCO_TRANSPORT selects which a
+ * process runs; TCP is always one), and a same-node one only between
+ * processes on the same machine. Writes the name into buf (len bytes with
+ * the NUL); returns 0, DISCO_ENOPROC / DISCO_EPROCEXIT when pid is not a
+ * connected process, DISCO_EINVAL for a NULL or too small buffer. Set
+ * DISCO_DEBUG=1 to have every choice logged to stderr. */
+DISCO_API int disco_transport_info(int pid, char *buf, size_t len);
 
 /* n for disco_addprocs: one worker per core of this process's cpuset. */
 #define DISCO_AUTO (-1)

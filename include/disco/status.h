@@ -38,6 +38,7 @@ extern "C" {
     X(EIO, -EIO, "input/output error")                                         \
     X(EPROTO, -EPROTO, "protocol error: malformed or unexpected data")        \
     X(EMSGSIZE, -EMSGSIZE, "message too large")                               \
+    X(ENOENT, -ENOENT, "no such entry")                                        \
     X(ECLOSED, -(DISCO_ERRNO_OFFSET + 1), "channel closed")                    \
     X(ECOMPOSITE, -(DISCO_ERRNO_OFFSET + 2), "several tasks failed")           \
     X(ETASK, -(DISCO_ERRNO_OFFSET + 3), "task failed")                         \

@@ -20,7 +20,10 @@
  *             message, disco_value_copy) carry DISCO_VALUE_OWNED and own
  *             their memory: each string, bytes payload, array payload and
  *             list items array is its own heap block, an error is its own
- *             disco_error. disco_value_free releases it. An owned list owns
+ *             disco_error. disco_value_free releases it — and only it: a
+ *             large bytes or array payload received by rendezvous is a
+ *             disco_mem_alloc block (disco/mem.h), not a malloc one. To
+ *             keep such a payload, keep the value. An owned list owns
  *             its items, each of which is itself marked owned. A function
  *             that lends out a value it keeps (such as a future's cached
  *             result) says so; the caller must not free such a value.
@@ -247,6 +250,16 @@ static inline disco_value disco_error_value(const disco_error *e)
  * item is freed by the same rule. NULL is allowed.
  */
 DISCO_API void disco_value_free(disco_value *v);
+
+/* Payload bytes disco has copied in this process so far: the data of
+ * strings, bytes and arrays as messages are encoded and decoded, and
+ * messages put back together from pieces. A large bytes or array argument
+ * of remotecall_fetch or remotecall_wait to a peer on a transport with
+ * remote memory access (shm, ofi) travels by rendezvous instead: the callee
+ * reads it straight from the caller's memory into the buffer it hands to
+ * the function, and nothing is counted. Copies inside a transport (the shm
+ * rings, the kernel's for TCP) are not counted either. */
+DISCO_API uint64_t disco_bytes_copied(void);
 
 /*
  * Deep-copies src into *dst, which then owns all its memory (free it with

@@ -75,12 +75,13 @@ int disco_finalize(void)
         rc = disco_rmprocs(pids, n, 10);
     if (atomic_load(&disco__rt.up)) {
         disco__sched_set_progress(NULL);
-        disco__rt.ops->fini(disco__rt.tp);
+        disco__xports_fini(&disco__rt.xports);
         disco__rt.tp = NULL;
         for (int pid = 1; pid < DISCO__MAX_PROCS; pid++) {
             disco__peer *p = atomic_exchange(&disco__rt.peers[pid], NULL);
             if (p) {
                 free(p->rbuf);
+                free(p->fast); /* its connection went with its transport */
                 pthread_rwlock_destroy(&p->conn_lock);
                 free(p);
             }

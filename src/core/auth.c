@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* The connection handshake; the protocol is described in auth.h. */
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -20,6 +21,7 @@ enum { ST_WAIT_HELLO, ST_WAIT_CHALLENGE, ST_WAIT_PROOF, ST_DONE, ST_FAILED };
 static const uint8_t magic[4] = {'D', 'S', 'H', 'K'};
 static const char label_acceptor[] = "disco-acceptor";
 static const char label_initiator[] = "disco-initiator";
+static const char label_session[] = "disco-session";
 
 /* Offsets inside the encoded identity. */
 #define ID_PID 0
@@ -262,8 +264,34 @@ static int verify(disco__auth *a, const char *label, const uint8_t *n1,
     return rc;
 }
 
+/* session = HMAC-SHA256(cookie, "disco-session" | version | nonce_i |
+ * nonce_a): the same at both ends, known to no one without the cookie. */
+static int derive_session(disco__auth *a)
+{
+    uint8_t in[sizeof(label_session) + 2 + 2 * DISCO__AUTH_NONCE_SIZE];
+    size_t ll = strlen(label_session), off = ll;
+    memcpy(in, label_session, ll);
+    put_u16(in + off, a->version);
+    off += 2;
+    bool initiator = a->role == DISCO__AUTH_INITIATOR;
+    memcpy(in + off, initiator ? a->nonce_self : a->nonce_peer, DISCO__AUTH_NONCE_SIZE);
+    off += DISCO__AUTH_NONCE_SIZE;
+    memcpy(in + off, initiator ? a->nonce_peer : a->nonce_self, DISCO__AUTH_NONCE_SIZE);
+    off += DISCO__AUTH_NONCE_SIZE;
+    unsigned int out_len = 0;
+    if (!HMAC(EVP_sha256(), a->key, (int)a->key_len, in, off, a->session, &out_len) ||
+        out_len != DISCO__AUTH_MAC_SIZE) {
+        ERR_clear_error();
+        return fail(a, DISCO_ESYS, 0, "handshake: HMAC-SHA256 failed for the session key");
+    }
+    return 0;
+}
+
 static int succeed(disco__auth *a, const disco__identity *peer)
 {
+    int rc = derive_session(a);
+    if (rc < 0)
+        return rc;
     a->peer = *peer;
     a->state = ST_DONE;
     a->status = 1;
@@ -400,6 +428,7 @@ int disco__auth_init_version(disco__auth *a, int role, const char *cookie,
         return disco_error_set(DISCO_EINVAL, "handshake: state is NULL");
     memset(a, 0, sizeof(*a));
     a->version = version;
+    a->role = role;
     a->rx_need = DISCO__AUTH_HEADER_SIZE;
     if (role != DISCO__AUTH_INITIATOR && role != DISCO__AUTH_ACCEPTOR)
         return fail(a, DISCO_EINVAL, 0, "handshake: bad role %d", role);
@@ -498,6 +527,11 @@ int disco__auth_status(const disco__auth *a)
 const disco__identity *disco__auth_peer(const disco__auth *a)
 {
     return a && a->status == 1 ? &a->peer : NULL;
+}
+
+const uint8_t *disco__auth_session(const disco__auth *a)
+{
+    return a && a->status == 1 ? a->session : NULL;
 }
 
 void disco__auth_fini(disco__auth *a)

@@ -110,6 +110,7 @@ enum { DISCO__AUTH_INITIATOR = 1, DISCO__AUTH_ACCEPTOR = 2 };
  * one connection, one caller at a time. */
 typedef struct disco__auth {
     int state;
+    int role;
     int status; /* 0 in progress, 1 authenticated, < 0 failed */
     uint16_t version;
     size_t key_len;
@@ -117,6 +118,7 @@ typedef struct disco__auth {
     uint8_t nonce_self[DISCO__AUTH_NONCE_SIZE];
     uint8_t nonce_peer[DISCO__AUTH_NONCE_SIZE];
     uint8_t id_self[DISCO__IDENTITY_WIRE_SIZE];
+    uint8_t session[DISCO__AUTH_MAC_SIZE];
     disco__identity peer;
     size_t rx_have, rx_need;
     uint8_t rx[DISCO__AUTH_MSG_MAX];
@@ -173,6 +175,12 @@ int disco__auth_status(const disco__auth *a);
 /* The authenticated peer's identity; NULL until disco__auth_input has
  * returned 1. */
 const disco__identity *disco__auth_peer(const disco__auth *a);
+
+/* A secret both ends derive when the handshake succeeds (32 bytes,
+ * HMAC-SHA256 of the cookie over both nonces), for proving later that
+ * another connection belongs to this one (see src/core/upgrade.c); NULL
+ * until authenticated. It never travels in clear. */
+const uint8_t *disco__auth_session(const disco__auth *a);
 
 /* Wipes the handshake (cookie copy included). Safe at any point; the key is
  * already wiped once the handshake has finished either way. */

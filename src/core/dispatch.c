@@ -4,19 +4,21 @@
  * transport callbacks, on the worker that drives network progress: nothing
  * here blocks; a call becomes a task, a reply completes a future.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error_internal.h"
 #include "cluster/worker_boot.h"
+#include "core/rdv.h"
 #include "core/running.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
 #include "sched/sched.h"
 
-static void log_error(const disco__peer *p, const char *what)
+void disco__log_conn_error(const disco__peer *p, const char *what)
 {
     char msg[512] = "";
     const disco_error *e = disco_last_error();
@@ -103,9 +105,16 @@ void disco__peer_set_ready(disco__peer *p)
     observe(p, true);
 }
 
+/* Callbacks come from every transport; ctx says which (transport_set.h).
+ * TCP connections have their peer as context, the others a link. */
+static bool is_link(void *ctx) { return ((disco__xport *)ctx)->index != 0; }
+
 void disco__on_accept(void *ctx, disco_conn *c)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_accept(ctx, c);
+        return;
+    }
     disco__peer *p = disco__peer_new(0);
     if (!p) {
         disco__rt.ops->conn_close(c);
@@ -114,30 +123,43 @@ void disco__on_accept(void *ctx, disco_conn *c)
     p->conn = c;
     disco__rt.ops->conn_set_context(c, p);
     if (begin_accept(p) != 0) {
-        log_error(p, "handshake");
+        disco__log_conn_error(p, "handshake");
         disco__peer_free_unpublished(p);
     }
 }
 
-/* The handshake just succeeded on p. */
+/* The handshake just succeeded on p: the initiator offers its transports
+ * (src/core/upgrade.c), the acceptor waits for the offer. */
 static int authenticated(disco__peer *p)
 {
     const disco__identity *id = disco__auth_peer(&p->auth);
     memcpy(p->host, id->host, sizeof(p->host));
     memcpy(p->addr, id->addr, sizeof(p->addr));
     if (p->pid) { /* we dialled p */
-        if (!disco__rt.worker) /* a new worker: ready once it has joined */
-            return disco__mesh_send_join(p);
-        /* A worker answers as pid 0 until its JOIN has arrived. It may
-         * still refuse us: ready when it says IDENTIFY_ACK. */
-        if (id->pid != 0 && id->pid != p->pid)
+        /* A worker answers as pid 0 until its JOIN has arrived. */
+        if (disco__rt.worker && id->pid != 0 && id->pid != p->pid)
             return disco_error_set(DISCO_EAUTH, "dialled process %d, process %d answered",
                                    p->pid, id->pid);
-        return 0;
+        return disco__upgrade_offer(p);
     }
     if (!disco__rt.worker)
         return disco_error_set(DISCO_EPERM, "unexpected connection from process %d (%s): "
                                             "the master accepts none", id->pid, id->host);
+    return 0;
+}
+
+/* Initiator: the transport is settled. A new worker is ready once it has
+ * joined; a worker we dialled once it says IDENTIFY_ACK (it may refuse). */
+static int upgraded_as_initiator(disco__peer *p)
+{
+    return disco__rt.worker ? 0 : disco__mesh_send_join(p);
+}
+
+/* Acceptor (a worker): the transport is settled; p is the master or
+ * another worker. */
+static int upgraded_as_acceptor(disco__peer *p)
+{
+    const disco__identity *id = disco__auth_peer(&p->auth);
     if (id->pid != 1)
         return disco__mesh_accept(p, id);
     disco__peer *none = NULL;
@@ -159,6 +181,9 @@ typedef struct call {
     disco_function fn;
     const char *name;
     disco_value args; /* owned list */
+    disco__rdv_wait rdv; /* arguments still to read by rendezvous */
+    disco_value result;  /* kept while the caller reads it (held) */
+    disco__held held;
 } call;
 
 static void reply(call *c, int rc, const disco_value *result)
@@ -166,9 +191,10 @@ static void reply(call *c, int rc, const disco_value *result)
     disco__frame_header h = {.call_id = c->h.call_id};
     if (rc == 0) {
         h.kind = DISCO__FRAME_RESULT;
-        rc = disco__send_frame(c->from, &h, result);
+        rc = disco__send_frame_rdv(c->from, &h, result, &c->held.regs);
         if (rc == 0 || rc == DISCO_ECLOSED)
             return;
+        disco__rdv_release(&c->held.regs);
         /* The result could not be sent (not encodable, too large): say so. */
     }
     disco_error *e = disco_error_take();
@@ -180,22 +206,37 @@ static void reply(call *c, int rc, const disco_value *result)
     h.kind = DISCO__FRAME_ERROR;
     disco_value ev = disco_error_value(e);
     if (disco__send_frame(c->from, &h, &ev) != 0)
-        log_error(c->from, "cannot send an error reply");
+        disco__log_conn_error(c->from, "cannot send an error reply");
     disco_error_free(e);
+}
+
+static void call_free(call *c)
+{
+    disco__call_result_free(&c->result, &c->args);
+    disco_value_free(&c->args);
+    free(c);
+}
+
+static void release_held(disco__held *h)
+{
+    call_free((call *)(void *)((char *)h - offsetof(call, held)));
 }
 
 static int run_call(void *arg, void **unused)
 {
     (void)unused;
     call *c = arg;
-    disco_value result;
     bool effect_only = c->h.kind == DISCO__FRAME_REMOTE_DO;
-    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &result);
+    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &c->result);
     if (!effect_only)
-        reply(c, rc, &result);
-    disco__call_result_free(&result, &c->args);
-    disco_value_free(&c->args);
-    free(c);
+        reply(c, rc, &c->result);
+    if (c->held.regs.n) { /* the caller reads the result from here */
+        c->held = (disco__held){.to = c->from, .call_id = c->h.call_id,
+                                .regs = c->held.regs, .release = release_held};
+        disco__held_add(&c->held);
+        return 0;
+    }
+    call_free(c);
     return 0;
 }
 
@@ -205,10 +246,34 @@ static void refuse_call(disco__peer *p, const disco__frame_header *in, int rc)
 {
     call c = {.from = p, .h = *in};
     if (in->kind == DISCO__FRAME_REMOTE_DO) {
-        log_error(p, "remote_do refused");
+        disco__log_conn_error(p, "remote_do refused");
         return;
     }
     reply(&c, rc, NULL);
+}
+
+static void drop_call(call *c, int rc)
+{
+    disco_value_free(&c->args);
+    disco__rdv_wait_fini(&c->rdv);
+    refuse_call(c->from, &c->h, rc);
+    free(c);
+}
+
+/* The arguments that came by rendezvous are here (or could not be read). */
+static void arguments_read(disco__rdv_wait *w)
+{
+    call *c = (call *)(void *)((char *)w - offsetof(call, rdv));
+    int rc = atomic_load(&w->status);
+    size_t total = w->in.total;
+    disco__rdv_wait_fini(w);
+    if (rc)
+        rc = disco_error_set(rc, "the arguments (%zu bytes by rendezvous) could not be read "
+                                 "from process %d: %s", total, w->from, disco_strerror(rc));
+    else
+        rc = disco__async_fifo(run_call, c);
+    if (rc)
+        drop_call(c, rc);
 }
 
 static void handle_call(disco__peer *p, const disco__frame_header *h,
@@ -230,31 +295,85 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
     }
     *c = (call){.from = p, .h = *h, .fn = fn, .name = name};
     size_t used;
-    int rc = disco__value_decode(payload, h->payload_len, &used, &c->args);
+    disco__rdv_in *in = disco__rdv_accept(p, &c->rdv);
+    int rc = disco__value_decode_rdv(payload, h->payload_len, &used, &c->args, in);
     if (rc == 0 && (c->args.type != DISCO_LIST || used != h->payload_len)) {
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
     }
+    if (rc == 0 && c->rdv.in.n) {
+        c->rdv.done = arguments_read;
+        disco__rdv_fetch(p, &c->rdv);
+        return;
+    }
     if (rc == 0)
         rc = disco__async_fifo(run_call, c);
-    if (rc) {
-        disco_value_free(&c->args);
-        free(c);
-        refuse_call(p, h, rc);
-    }
+    if (rc)
+        drop_call(c, rc);
 }
 
 /* ---- replies and control (caller side) --------------------------------- */
 
-static void handle_reply(const disco__frame_header *h, const uint8_t *payload)
+/* A result whose data comes by rendezvous: completed once it is read. */
+typedef struct result_read {
+    uint64_t call_id;
+    disco__peer *from;
+    disco_value v;
+    disco__rdv_wait rdv;
+} result_read;
+
+static void result_done(disco__rdv_wait *w)
+{
+    result_read *r = (result_read *)(void *)((char *)w - offsetof(result_read, rdv));
+    int rc = atomic_load(&w->status);
+    size_t total = w->in.total;
+    disco__rdv_wait_fini(w);
+    disco__rdv_send_done(r->from, r->call_id);
+    if (rc == 0) {
+        disco__future_complete(r->call_id, 0, &r->v, NULL);
+    } else {
+        disco_value_free(&r->v);
+        disco_error *e = disco_error_new(rc, "the result (%zu bytes by rendezvous) could not "
+                                             "be read from process %d: %s",
+                                         total, w->from, disco_strerror(rc));
+        disco__future_complete(r->call_id, rc, NULL, e);
+    }
+    free(r);
+}
+
+/* Starts reading the rendezvous data of result v (moved in). */
+static void fetch_result(disco__peer *p, const disco__frame_header *h, disco_value *v,
+                         const disco__rdv_wait *w)
+{
+    result_read *r = malloc(sizeof(*r));
+    if (!r) {
+        disco__rdv_send_done(p, h->call_id);
+        disco_value_free(v);
+        disco__future_complete(h->call_id, DISCO_ENOMEM, NULL,
+                               disco_error_new(DISCO_ENOMEM, "no memory for a result"));
+        return;
+    }
+    *r = (result_read){.call_id = h->call_id, .from = p, .v = *v, .rdv = *w};
+    r->rdv.done = result_done;
+    disco__rdv_fetch(p, &r->rdv);
+}
+
+static void handle_reply(disco__peer *p, const disco__frame_header *h, const uint8_t *payload)
 {
     disco_value v;
     size_t used;
-    int rc = disco__value_decode(payload, h->payload_len, &used, &v);
+    disco__rdv_wait w = {0};
+    disco__rdv_in *in = h->kind == DISCO__FRAME_RESULT ? disco__rdv_accept(p, &w) : NULL;
+    int rc = disco__value_decode_rdv(payload, h->payload_len, &used, &v, in);
     if (rc == 0 && used != h->payload_len) {
         disco_value_free(&v);
         rc = disco_error_set(DISCO_EPROTO, "trailing bytes after a reply");
     }
+    if (rc == 0 && w.in.n) {
+        fetch_result(p, h, &v, &w);
+        return;
+    }
+    free(w.in.reads);
     if (rc) {
         disco__future_complete(h->call_id, rc, NULL, disco_error_take());
         return;
@@ -296,10 +415,29 @@ static int handle_join(disco__peer *p, const disco__frame_header *h,
     return rc;
 }
 
+/* The transport upgrade (upgrade.c): the first frame each way after the
+ * handshake, and nothing else may come before it. */
+static int handle_upgrade(disco__peer *p, const disco__frame_header *h,
+                          const uint8_t *payload)
+{
+    bool offer = h->kind == DISCO__FRAME_UPGRADE;
+    bool acceptor = p->pid == 0; /* it gets its pid once upgraded */
+    if (p->upgraded || offer != acceptor)
+        return disco_error_set(DISCO_EPROTO, "unexpected %s frame",
+                               disco__frame_kind_name(h->kind));
+    int rc = offer ? disco__upgrade_on_offer(p, payload, h->payload_len)
+                   : disco__upgrade_on_answer(p, payload, h->payload_len);
+    if (rc == 0)
+        rc = offer ? upgraded_as_acceptor(p) : upgraded_as_initiator(p);
+    return rc;
+}
+
 /* Handles one frame. A negative return closes the connection. */
 static int handle_frame(disco__peer *p, const disco__frame_header *h,
                         const uint8_t *payload)
 {
+    if (h->kind == DISCO__FRAME_UPGRADE || h->kind == DISCO__FRAME_UPGRADED || !p->upgraded)
+        return handle_upgrade(p, h, payload);
     switch (h->kind) {
     case DISCO__FRAME_CALL:
     case DISCO__FRAME_CALL_FETCH:
@@ -309,7 +447,7 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
         return 0;
     case DISCO__FRAME_RESULT:
     case DISCO__FRAME_ERROR:
-        handle_reply(h, payload);
+        handle_reply(p, h, payload);
         return 0;
     case DISCO__FRAME_JOIN:
     case DISCO__FRAME_JOIN_COMPLETE:
@@ -317,6 +455,9 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
     case DISCO__FRAME_IDENTIFY_ACK: /* another worker accepted our dial */
         if (disco__rt.worker && p->pid > 1 && atomic_load(&p->state) == PEER_AUTH)
             disco__peer_set_ready(p);
+        return 0;
+    case DISCO__FRAME_RDV_DONE:
+        disco__held_done(p, h->call_id);
         return 0;
     case DISCO__FRAME_INTERRUPT:
         disco__running_interrupt_all();
@@ -381,7 +522,7 @@ static int append(disco__peer *p, const uint8_t *data, size_t len, size_t want)
 /* Bytes of frames arrived: whole frames are handled where they lie, in the
  * transport's buffer; only a frame cut by the end of data is copied, into
  * p's buffer sized for the whole frame at once. */
-static int take_frames(disco__peer *p, const uint8_t *data, size_t len)
+int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
 {
     size_t used, need;
     int rc;
@@ -410,6 +551,8 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
 {
     if (atomic_exchange(&p->state, PEER_GONE) == PEER_GONE)
         return;
+    disco__upgrade_forget(p);
+    disco__held_drop_peer(p);
     bool was_known = p->pid != 0;
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
@@ -438,13 +581,16 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
 
 static void drop(disco__peer *p, const char *what)
 {
-    log_error(p, what);
+    disco__log_conn_error(p, what);
     disco__peer_gone(p, disco_error_code(disco_last_error()), what);
 }
 
 void disco__on_close(void *ctx, disco_conn *c, int status)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_close(((disco__xport *)ctx)->ops->conn_context(c), status);
+        return;
+    }
     disco__peer *p = disco__rt.ops->conn_context(c);
     if (p)
         disco__peer_gone(p, status, status ? disco_strerror(status) : "connection closed");
@@ -460,7 +606,10 @@ void disco__on_sent(void *ctx, disco_conn *c, void *token, int status)
 
 void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
 {
-    (void)ctx;
+    if (is_link(ctx)) {
+        disco__link_on_recv(((disco__xport *)ctx)->ops->conn_context(c), data, len);
+        return;
+    }
     disco__peer *p = disco__rt.ops->conn_context(c);
     if (!p || atomic_load_explicit(&p->state, memory_order_acquire) == PEER_GONE)
         return; /* dropped: what still arrives is ignored */
@@ -478,6 +627,6 @@ void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
         data += used;
         len -= used;
     }
-    if (len && take_frames(p, data, len) != 0)
+    if (len && disco__take_frames(p, data, len) != 0)
         drop(p, "closing the connection");
 }

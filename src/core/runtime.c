@@ -8,6 +8,7 @@
 
 #include "base/env.h"
 #include "base/error_internal.h"
+#include "core/rdv.h"
 #include "core/runtime.h"
 #include "wire/ref_hooks.h"
 
@@ -16,13 +17,28 @@ disco__runtime disco__rt = {.myid = 1, .next_pid = 2, .lock = PTHREAD_MUTEX_INIT
 static int progress_poll(void *arg, int timeout_ms)
 {
     disco__runtime *r = arg;
-    return r->ops->progress(r->tp, timeout_ms);
+    return disco__xports_progress(&r->xports, timeout_ms);
 }
 
 static void progress_interrupt(void *arg)
 {
     disco__runtime *r = arg;
-    r->ops->interrupt(r->tp);
+    disco__xports_interrupt(&r->xports);
+}
+
+/* The boot of this machine (processes that share it may share memory), or
+ * the host name when the kernel does not say. */
+static void read_node(disco__runtime *r)
+{
+    FILE *f = fopen("/proc/sys/kernel/random/boot_id", "re");
+    char id[sizeof(r->node)] = "";
+    if (f) {
+        if (!fgets(id, sizeof(id), f))
+            id[0] = '\0';
+        fclose(f);
+    }
+    id[strcspn(id, "\n")] = '\0';
+    snprintf(r->node, sizeof(r->node), "%s", id[0] ? id : r->self.host);
 }
 
 static const disco_transport_callbacks callbacks = {
@@ -30,6 +46,7 @@ static const disco_transport_callbacks callbacks = {
     .on_recv = disco__on_recv,
     .on_close = disco__on_close,
     .on_sent = disco__on_sent,
+    .on_read = disco__on_read,
 };
 
 /* DISCO_MAX_FRAME: the payload limit of one message, the same in every
@@ -57,15 +74,20 @@ int disco__runtime_start(void)
     if ((rc = disco__sched_ensure()))
         goto out;
     r->max_payload = max_payload();
-    r->ops = &disco__tcp_ops;
-    if ((rc = r->ops->init(&r->tp, NULL, NULL, &callbacks, r)))
+    r->eager_max_env = disco__env_long("DISCO_EAGER_MAX", -1);
+    if ((rc = disco__xports_start(&r->xports, &callbacks)))
         goto out;
-    r->ops->local_address(r->tp, r->address, sizeof(r->address));
+    r->ops = r->xports.x[0].ops;
+    r->tp = r->xports.x[0].tp;
+    size_t alen = strnlen(r->xports.x[0].address, sizeof(r->address) - 1);
+    memcpy(r->address, r->xports.x[0].address, alen); /* TCP's fits */
+    r->address[alen] = '\0';
     r->self.pid = r->myid;
     RAND_bytes(r->self.uuid, sizeof(r->self.uuid));
     if (gethostname(r->self.host, sizeof(r->self.host)) != 0)
         strcpy(r->self.host, "localhost");
     r->self.host[sizeof(r->self.host) - 1] = '\0';
+    read_node(r);
     memcpy(r->self.addr, r->address, sizeof(r->self.addr)); /* same size */
     sem_init(&r->master_gone, 0, 0);
     r->hook = (disco__progress_hook){progress_poll, progress_interrupt, r};
@@ -91,7 +113,10 @@ disco__peer *disco__peer_new(int pid)
 int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token)
 {
     pthread_rwlock_rdlock(&p->conn_lock);
-    int rc = p->conn ? disco__rt.ops->send(p->conn, iov, iovcnt, token) : DISCO_ECLOSED;
+    disco__link *l = p->fast;
+    int rc = l ? l->x->ops->send(l->conn, iov, iovcnt, token)
+             : p->conn ? disco__rt.ops->send(p->conn, iov, iovcnt, token)
+                       : DISCO_ECLOSED;
     pthread_rwlock_unlock(&p->conn_lock);
     return rc;
 }
@@ -110,8 +135,16 @@ void disco__peer_close(disco__peer *p)
 {
     pthread_rwlock_wrlock(&p->conn_lock);
     disco_conn *c = p->conn;
+    disco__link *l = p->fast;
     p->conn = NULL;
+    p->fast = NULL;
     pthread_rwlock_unlock(&p->conn_lock);
+    /* Outside the lock: conn_close waits for a running callback of the
+     * connection, which may be sending to p. */
+    if (l) {
+        l->x->ops->conn_close(l->conn);
+        free(l);
+    }
     if (c)
         disco__rt.ops->conn_close(c);
 }
@@ -138,14 +171,22 @@ disco__peer *disco__peer_ready(int pid)
 
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v)
 {
+    return disco__send_frame_rdv(p, h, v, NULL);
+}
+
+int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
+                          disco__rdv_regs *regs)
+{
+    disco__rdv_out out;
+    const disco__rdv_out *rdv = regs && disco__rdv_policy(p, regs, &out) ? &out : NULL;
     size_t size = 0;
-    if (v && !(size = disco__value_encoded_size(v)))
+    if (v && !(size = disco__value_encoded_size_rdv(v, rdv)))
         return disco_error_code(disco_last_error());
     if (size > disco__rt.max_payload)
         return disco_error_set(DISCO_EMSGSIZE, "a message of %zu bytes is above the limit "
                                "of %u (DISCO_MAX_FRAME)", size, disco__rt.max_payload);
-    /* One allocation per message, freed by on_sent; a buffer pool (and
-     * rendezvous for large values) comes with the zero-copy transports. */
+    /* One allocation per message, freed by on_sent (large data of
+     * synchronous calls goes by rendezvous instead: rdv.h). */
     uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);
     if (!buf)
         return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", size);
@@ -156,10 +197,12 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
         free(buf);
         return grc;
     }
+    /* The size counted room for the longest keys: the real one follows. */
+    int rc = v ? disco__value_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, size, &size, rdv)
+               : 0;
     h->payload_len = (uint32_t)size;
-    int rc = disco__frame_header_encode(h, buf);
-    if (!rc && v)
-        rc = disco__value_encode(v, buf + DISCO__FRAME_HEADER_SIZE, size, NULL);
+    if (!rc)
+        rc = disco__frame_header_encode(h, buf);
     if (rc) {
         free(buf);
         return rc;
@@ -246,6 +289,27 @@ int disco_connections(int *pids, int max)
         n++;
     }
     return n;
+}
+
+int disco_transport_info(int pid, char *buf, size_t len)
+{
+    if (!buf)
+        return disco_error_set(DISCO_EINVAL, "disco_transport_info: NULL buffer");
+    const char *name = "self";
+    disco__peer *p = NULL;
+    if (pid != disco__rt.myid) {
+        if (!(p = disco__peer_ready(pid)))
+            return disco_error_code(disco_last_error());
+        pthread_rwlock_rdlock(&p->conn_lock);
+        name = p->fast ? p->fast->x->scheme : "tcp";
+    }
+    int n = snprintf(buf, len, "%s", name);
+    if (p)
+        pthread_rwlock_unlock(&p->conn_lock);
+    if (n < 0 || (size_t)n >= len)
+        return disco_error_set(DISCO_EINVAL, "disco_transport_info: a buffer of %zu bytes "
+                                             "is too small", len);
+    return 0;
 }
 
 int disco_nworkers(void)

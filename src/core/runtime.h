@@ -3,6 +3,11 @@
  * The runtime of one disco process: who it is, the peers it knows, the
  * transport it talks through, and how messages are taken apart and sent.
  *
+ * Every peer has a TCP connection (conn): the handshake runs on it, and it
+ * stays open to tell when the peer dies. Right after the handshake the two
+ * processes may move their frames to a faster transport both have
+ * (src/core/upgrade.c): then `fast` carries them.
+ *
  * Threads: transport callbacks (and so everything in dispatch.c that runs
  * from them) run on the one scheduler worker that drives network progress.
  * Tasks on any thread send frames (the transport's send is thread-safe and
@@ -21,6 +26,7 @@
 
 #include "core/auth.h"
 #include "core/transport.h"
+#include "core/transport_set.h"
 #include "disco/cluster.h"
 #include "disco/rpc.h"
 #include "disco/task.h"
@@ -30,6 +36,19 @@
 #define DISCO__MAX_PROCS 4096
 
 enum { PEER_AUTH, PEER_READY, PEER_GONE };
+
+struct disco__peer;
+
+/* A connection on a transport other than TCP: a peer's data path after the
+ * upgrade. Its transport context. */
+typedef struct disco__link {
+    disco__xport *x;
+    disco_conn *conn;
+    /* NULL on the accepting side until the link proves whose it is. */
+    struct disco__peer *peer;
+    size_t hello_have; /* accepting side: bytes of the proof so far */
+    uint8_t hello[36];
+} disco__link;
 
 typedef struct disco__peer {
     int pid;
@@ -43,6 +62,14 @@ typedef struct disco__peer {
      * is one atomic operation per message.) */
     pthread_rwlock_t conn_lock;
     disco_conn *conn;
+    /* The data path once upgraded, NULL before (or when staying on TCP);
+     * guarded by conn_lock like conn. */
+    disco__link *fast;
+    /* Handshake initiator: the UPGRADE offer is out, the answer is not in;
+     * the link that answers it arrives with the session secret. */
+    bool await_upgrade;
+    struct disco__peer *await_next;
+    bool upgraded; /* frames may flow: the transport is settled */
     disco__auth auth;
     bool auth_done;
     /* Frame reassembly (progress thread only). */
@@ -70,9 +97,13 @@ typedef struct disco__runtime {
     atomic_bool up;
     int myid;
     bool worker;
+    disco__xport_set xports;
+    /* The bootstrap transport (TCP, xports.x[0]), and its address. */
     const disco_transport_ops *ops;
     disco_transport *tp;
     char address[DISCO__IDENTITY_ADDR_MAX + 1];
+    char node[40]; /* this boot of this machine: who can share memory */
+    disco__peer *awaiting; /* peers whose upgrade answer is due (lock) */
     disco__identity self;
     _Atomic(disco__peer *) peers[DISCO__MAX_PROCS];
     _Atomic(disco__known *) known[DISCO__MAX_PROCS]; /* worker */
@@ -86,6 +117,7 @@ typedef struct disco__runtime {
     pthread_mutex_t lock;       /* peer table changes, next_pid */
     _Atomic uint64_t next_call_id;
     uint32_t max_payload;       /* largest frame payload sent or accepted */
+    long eager_max_env;         /* DISCO_EAGER_MAX, -1 when unset (rdv.h) */
     disco__progress_hook hook;
     /* Worker: posted when the master says goodbye or its connection ends.
      * A semaphore, not an event: the main thread waits on it for the
@@ -106,7 +138,7 @@ disco__peer *disco__peer_new(int pid);
  * DISCO_ECLOSED once the connection is closed. */
 int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token);
 
-/* Closes p's connection (idempotent): frees it in the transport. */
+/* Closes p's connections (idempotent): frees them in the transport. */
 void disco__peer_close(disco__peer *p);
 
 /* The ready peer pid, or NULL with the last error set. */
@@ -131,11 +163,37 @@ void disco__peer_free_unpublished(disco__peer *p);
  * here) and, if v is not NULL, v encoded as the payload. */
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v);
 
+/* The same, large data by rendezvous when p's data path allows it: the
+ * registrations go to *regs, for the caller to release once the reply has
+ * come (src/core/rdv.h; also on failure). */
+struct disco__rdv_regs;
+int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
+                          struct disco__rdv_regs *regs);
+
 /* Transport upcalls (dispatch.c). */
 void disco__on_accept(void *ctx, disco_conn *c);
 void disco__on_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len);
 void disco__on_close(void *ctx, disco_conn *c, int status);
 void disco__on_sent(void *ctx, disco_conn *c, void *token, int status);
+
+/* upgrade.c: moving a peer's frames to a faster transport. */
+/* Initiator, handshake done: offers our other transports (UPGRADE). */
+int disco__upgrade_offer(disco__peer *p);
+/* Acceptor: the offer arrived; picks a transport, connects, answers
+ * (UPGRADED, on the path chosen). */
+int disco__upgrade_on_offer(disco__peer *p, const uint8_t *payload, size_t len);
+/* Initiator: the answer arrived. */
+int disco__upgrade_on_answer(disco__peer *p, const uint8_t *payload, size_t len);
+/* Callbacks for connections on the other transports. */
+void disco__link_on_accept(disco__xport *x, disco_conn *c);
+void disco__link_on_recv(disco__link *l, const uint8_t *data, size_t len);
+void disco__link_on_close(disco__link *l, int status);
+/* Forgets p's pending upgrade (it is gone). */
+void disco__upgrade_forget(disco__peer *p);
+/* Handles the frames at the start of data (dispatch.c). */
+int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len);
+/* Logs a connection error with the last error's detail (dispatch.c). */
+void disco__log_conn_error(const disco__peer *p, const char *what);
 
 /* mesh.c: worker-to-worker connections. */
 /* Master: the JOIN frame for worker p (its pid, the topology, the workers

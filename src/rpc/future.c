@@ -164,6 +164,19 @@ int disco_future_fetch(disco_future *f, const disco_value **value)
     return rc;
 }
 
+int disco__future_take_value(disco_future *f, disco_value *out)
+{
+    /* The only reference, not shared as a reference: nobody can look at the
+     * value after us, so it moves instead of being copied. */
+    if (atomic_load_explicit(&f->refs, memory_order_acquire) == 1 && !f->linked &&
+        (f->value.flags & DISCO_VALUE_OWNED)) {
+        *out = f->value;
+        f->value = disco_nil();
+        return 0;
+    }
+    return disco_value_copy(out, &f->value);
+}
+
 bool disco_future_isready(disco_future *f)
 {
     return atomic_load_explicit(&f->ready, memory_order_acquire);

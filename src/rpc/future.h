@@ -45,6 +45,10 @@ bool disco__future_origin(disco_future *f, disco_ref *r);
  * before f is shared. */
 void disco__future_set_origin(disco_future *f, const disco_ref *r);
 
+/* The value of f, ready and succeeded, for a caller about to release f:
+ * moved out when the caller holds the only reference, else copied. */
+int disco__future_take_value(disco_future *f, disco_value *out);
+
 /* Fails one pending future (its request could not be sent). */
 void disco__future_fail(disco_future *f, int status, const char *why);
 

@@ -3,6 +3,7 @@
 #include <stdlib.h>
 
 #include "base/error_internal.h"
+#include "core/rdv.h"
 #include "core/running.h"
 #include "core/runtime.h"
 #include "rpc/future.h"
@@ -62,9 +63,11 @@ static int call_local(uint64_t id, disco_function fn, const disco_value *args,
 }
 
 /* Sends a call of kind to pid. With want_future, returns a pending future
- * for the reply in *fp. */
+ * for the reply in *fp. With regs, large arguments may go by rendezvous
+ * (src/core/rdv.h): the caller keeps them alive until the reply, then
+ * releases regs. */
 static int send_call(int kind, disco_function fn, int pid, const disco_value *args,
-                     size_t nargs, disco_future **fp)
+                     size_t nargs, disco_future **fp, disco__rdv_regs *regs)
 {
     uint64_t fid = fn ? disco__function_id_of(fn) : 0;
     if (!fid)
@@ -94,7 +97,7 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
     } else {
         /* The list borrows the caller's arguments: they are encoded here. */
         disco_value list = disco_list((disco_value *)args, nargs);
-        rc = disco__send_frame(p, &h, &list);
+        rc = disco__send_frame_rdv(p, &h, &list, regs);
     }
     if (rc) {
         if (f) {
@@ -112,20 +115,21 @@ disco_future *disco_remotecall(disco_function fn, int pid, const disco_value *ar
                                size_t nargs)
 {
     disco_future *f = NULL;
-    return send_call(DISCO__FRAME_CALL, fn, pid, args, nargs, &f) ? NULL : f;
+    return send_call(DISCO__FRAME_CALL, fn, pid, args, nargs, &f, NULL) ? NULL : f;
 }
 
 int disco_remotecall_fetch(disco_function fn, int pid, const disco_value *args,
                            size_t nargs, disco_value *result)
 {
     disco_future *f = NULL;
-    int rc = send_call(DISCO__FRAME_CALL_FETCH, fn, pid, args, nargs, &f);
-    if (rc)
-        return rc;
-    const disco_value *v;
-    if ((rc = disco_future_fetch(f, &v)) == 0 && result)
-        rc = disco_value_copy(result, v);
-    disco_future_release(f);
+    disco__rdv_regs regs = {0};
+    int rc = send_call(DISCO__FRAME_CALL_FETCH, fn, pid, args, nargs, &f, &regs);
+    if (rc == 0) {
+        if ((rc = disco_future_wait(f)) == 0 && result)
+            rc = disco__future_take_value(f, result);
+        disco_future_release(f);
+    }
+    disco__rdv_release(&regs);
     return rc;
 }
 
@@ -133,20 +137,24 @@ disco_future *disco_remotecall_wait(disco_function fn, int pid, const disco_valu
                                     size_t nargs)
 {
     disco_future *f = NULL;
+    disco__rdv_regs regs = {0};
     /* The value comes back with the completion, so a later fetch of this
      * future needs no second trip (Julia leaves it on the worker). */
-    if (send_call(DISCO__FRAME_CALL_WAIT, fn, pid, args, nargs, &f))
+    if (send_call(DISCO__FRAME_CALL_WAIT, fn, pid, args, nargs, &f, &regs)) {
+        disco__rdv_release(&regs);
         return NULL;
+    }
     /* The call's status stays in the future; only an interrupt of this
      * task, before the call finished, fails the wait itself. */
     if (disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
         disco_future_release(f);
-        return NULL;
+        f = NULL;
     }
+    disco__rdv_release(&regs);
     return f;
 }
 
 int disco_remote_do(disco_function fn, int pid, const disco_value *args, size_t nargs)
 {
-    return send_call(DISCO__FRAME_REMOTE_DO, fn, pid, args, nargs, NULL);
+    return send_call(DISCO__FRAME_REMOTE_DO, fn, pid, args, nargs, NULL, NULL);
 }

@@ -30,6 +30,7 @@
  * still do; if not, it takes the network over. */
 #define FOREIGN_LEASE_NS 1000000
 #define INJECT_EVERY 61    /* check the injection queue for fairness */
+#define CLOCK_EVERY 16     /* spinning rounds per look at the clock */
 
 static struct {
     pthread_mutex_t lock; /* start/stop only */
@@ -349,8 +350,10 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
     uint64_t deadline = S.mode == PROGRESS_POLL ? UINT64_MAX : disco__now_ns() + S.spin_ns;
     bool got;
     unsigned rounds = 0;
+    /* The clock is read every CLOCK_EVERY rounds: a read costs about what a
+     * shared-memory poll does on this kind of machine. */
     while (!(got = atomic_load_explicit(signal, memory_order_acquire)) &&
-           disco__now_ns() < deadline) {
+           (rounds % CLOCK_EVERY || disco__now_ns() < deadline)) {
         run_progress(0);
         disco__cpu_relax();
         if (++rounds % 32 == 0) /* as in worker_main's spin */
@@ -434,7 +437,12 @@ static void bind_worker(disco__worker *w)
  * spin is for stealing work only: a fixed number of rounds. */
 static bool spin_more(unsigned idle, uint64_t idle_since)
 {
-    if (!atomic_load_explicit(&S.progress, memory_order_relaxed) || foreign_polling())
+    /* The clock is read every CLOCK_EVERY rounds only: a read costs about
+     * what a shared-memory poll does on this kind of machine. */
+    uint64_t now = idle % CLOCK_EVERY == 1 ? disco__now_ns() : 0;
+    if (!atomic_load_explicit(&S.progress, memory_order_relaxed) ||
+        atomic_load_explicit(&S.foreign_pollers, memory_order_relaxed) ||
+        (now && atomic_load_explicit(&S.foreign_until, memory_order_relaxed) > now))
         return idle < SPIN_ROUNDS;
     switch (S.mode) {
     case PROGRESS_POLL:
@@ -442,7 +450,7 @@ static bool spin_more(unsigned idle, uint64_t idle_since)
     case PROGRESS_BLOCK:
         return false;
     default:
-        return idle < SPIN_ROUNDS || disco__now_ns() - idle_since < S.spin_ns;
+        return idle < SPIN_ROUNDS || !now || now - idle_since < S.spin_ns;
     }
 }
 

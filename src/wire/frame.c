@@ -120,6 +120,9 @@ const char *disco__frame_kind_name(int kind)
     case DISCO__FRAME_REF_DEL: return "REF_DEL";
     case DISCO__FRAME_SHUTDOWN: return "SHUTDOWN";
     case DISCO__FRAME_INTERRUPT: return "INTERRUPT";
+    case DISCO__FRAME_UPGRADE: return "UPGRADE";
+    case DISCO__FRAME_UPGRADED: return "UPGRADED";
+    case DISCO__FRAME_RDV_DONE: return "RDV_DONE";
     default: return "UNKNOWN";
     }
 }

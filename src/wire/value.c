@@ -3,8 +3,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "disco/mem.h"
 #include "disco/value.h"
 #include "wire/ref_hooks.h"
+#include "wire/wire.h"
 
 const disco__ref_hooks *disco__refs;
 
@@ -17,8 +19,15 @@ void disco_value_free(disco_value *v)
          * from malloc, so casting the const away to free it is sound. */
         switch (v->type) {
         case DISCO_STRING: free((void *)v->str.ptr); break;
-        case DISCO_BYTES: free((void *)v->bytes.ptr); break;
-        case DISCO_ARRAY: free((void *)v->array.data); break;
+        case DISCO_BYTES:
+        case DISCO_ARRAY: {
+            void *data = (void *)(v->type == DISCO_BYTES ? v->bytes.ptr : v->array.data);
+            if (v->flags & DISCO__VALUE_POOLED) /* received by rendezvous */
+                disco_mem_free(data);
+            else
+                free(data);
+            break;
+        }
         case DISCO_LIST: {
             disco_value *items = (disco_value *)v->list.items;
             for (size_t i = 0; i < v->list.n; i++)

@@ -1,11 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* Value encoding and decoding. The format is described in wire.h. */
 #include <limits.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "base/error_internal.h"
+#include "disco/mem.h"
 #include "wire/ref_hooks.h"
 #include "wire/wire.h"
 
@@ -41,7 +43,17 @@ typedef struct writer {
     uint8_t *buf;
     size_t cap;
     size_t pos;
+    const disco__rdv_out *rdv;
 } writer;
+
+static _Atomic uint64_t copied;
+
+void disco__count_copy(size_t n)
+{
+    atomic_fetch_add_explicit(&copied, n, memory_order_relaxed);
+}
+
+uint64_t disco_bytes_copied(void) { return atomic_load_explicit(&copied, memory_order_relaxed); }
 
 static int put(writer *w, const void *p, size_t n)
 {
@@ -72,11 +84,38 @@ static int put_varint(writer *w, uint64_t x)
 
 static int put_zigzag(writer *w, int64_t x) { return put_varint(w, zigzag(x)); }
 
+/* A run of payload data: counted as a copy when written. */
+static int put_data(writer *w, const void *p, size_t n)
+{
+    int rc = put(w, p, n);
+    if (rc == 0 && w->buf)
+        disco__count_copy(n);
+    return rc;
+}
+
 /* A length-prefixed run of bytes. */
 static int put_blob(writer *w, const void *p, size_t n)
 {
     int rc = put_varint(w, n);
-    return rc ? rc : put(w, p, n);
+    return rc ? rc : put_data(w, p, n);
+}
+
+static int put_u64(writer *w, uint64_t x) { return put(w, &x, 8); } /* little-endian host */
+
+/* Whether data of n bytes goes by rendezvous. */
+static bool by_rdv(const writer *w, size_t n) { return w->rdv && n && n >= w->rdv->min; }
+
+/* The rendezvous descriptor of data p[0..n) (its tags already written);
+ * while counting, room for the longest key. */
+static int put_rdv(writer *w, const void *p, size_t n)
+{
+    disco__rdv_desc d = {.keylen = DISCO__RDV_KEY_MAX};
+    int rc;
+    if (w->buf && (rc = w->rdv->expose(w->rdv->ctx, p, n, &d)))
+        return rc;
+    if ((rc = put_u64(w, d.addr)) || (rc = put_u8(w, d.keylen)))
+        return rc;
+    return put(w, d.key, d.keylen);
 }
 
 static int invalid(const char *what, size_t at)
@@ -134,6 +173,12 @@ static int encode_value(writer *w, const disco_value *v, int depth)
     case DISCO_BYTES:
         if (v->bytes.len && !v->bytes.ptr)
             return invalid("NULL bytes with a non-zero length", w->pos);
+        if (by_rdv(w, v->bytes.len)) {
+            if ((rc = put_u8(w, DISCO__TAG_RDV)) || (rc = put_u8(w, DISCO__TAG_BYTES)) ||
+                (rc = put_varint(w, v->bytes.len)))
+                return rc;
+            return put_rdv(w, v->bytes.ptr, v->bytes.len);
+        }
         if ((rc = put_u8(w, DISCO__TAG_BYTES)))
             return rc;
         return put_blob(w, v->bytes.ptr, v->bytes.len);
@@ -145,10 +190,12 @@ static int encode_value(writer *w, const disco_value *v, int depth)
             return invalid("NULL array with a non-zero length", w->pos);
         if (v->array.n > SIZE_MAX / es)
             return invalid("array larger than memory", w->pos);
-        if ((rc = put_u8(w, DISCO__TAG_ARRAY)) ||
+        bool rdv = by_rdv(w, v->array.n * es);
+        if ((rdv && (rc = put_u8(w, DISCO__TAG_RDV))) || (rc = put_u8(w, DISCO__TAG_ARRAY)) ||
             (rc = put_u8(w, (uint8_t)v->array.elem)) || (rc = put_varint(w, v->array.n)))
             return rc;
-        return put(w, v->array.data, v->array.n * es);
+        return rdv ? put_rdv(w, v->array.data, v->array.n * es)
+                   : put_data(w, v->array.data, v->array.n * es);
     }
     case DISCO_LIST:
         if (depth + 1 > DISCO_VALUE_MAX_DEPTH)
@@ -190,15 +237,26 @@ static int encode_value(writer *w, const disco_value *v, int depth)
 
 size_t disco__value_encoded_size(const disco_value *v)
 {
+    return disco__value_encoded_size_rdv(v, NULL);
+}
+
+size_t disco__value_encoded_size_rdv(const disco_value *v, const disco__rdv_out *rdv)
+{
     if (!v) {
         disco_error_set(DISCO_EINVAL, "value encode: NULL value");
         return 0;
     }
-    writer w = {NULL, SIZE_MAX, 0};
+    writer w = {NULL, SIZE_MAX, 0, rdv};
     return encode_value(&w, v, 0) ? 0 : w.pos;
 }
 
 int disco__value_encode(const disco_value *v, uint8_t *buf, size_t cap, size_t *used)
+{
+    return disco__value_encode_rdv(v, buf, cap, used, NULL);
+}
+
+int disco__value_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size_t *used,
+                            const disco__rdv_out *rdv)
 {
     if (used)
         *used = 0;
@@ -207,7 +265,7 @@ int disco__value_encode(const disco_value *v, uint8_t *buf, size_t cap, size_t *
                                v ? "buffer" : "value");
     /* A NULL buffer has cap 0 here: the first write fails, nothing is
      * dereferenced. */
-    writer w = {buf, cap, 0};
+    writer w = {buf, cap, 0, rdv};
     int rc = encode_value(&w, v, 0);
     if (!rc && used)
         *used = w.pos;
@@ -222,6 +280,7 @@ typedef struct reader {
     const uint8_t *buf;
     size_t len;
     size_t pos;
+    disco__rdv_in *rdv;
 } reader;
 
 static size_t left(const reader *r) { return r->len - r->pos; }
@@ -331,6 +390,7 @@ static int take_bytes(reader *r, size_t n, int nul, const char *what, void **out
             return nomem(what, n);
         if (n)
             memcpy(p, r->buf + r->pos, n);
+        disco__count_copy(n);
         if (nul)
             p[n] = '\0';
         *out = p;
@@ -454,6 +514,70 @@ static int decode_list(reader *r, int depth, disco_value *out)
     return 0;
 }
 
+/* The data of a rendezvous value: allocated for its reader to fill in,
+ * listed in r->rdv. */
+static int rdv_take(reader *r, size_t at, size_t n, void **out)
+{
+    disco__rdv_in *in = r->rdv;
+    disco__rdv_desc d = {.len = n};
+    int rc;
+    if (left(r) < 9)
+        return truncated(r, "rendezvous descriptor", 9);
+    memcpy(&d.addr, r->buf + r->pos, 8);
+    r->pos += 8;
+    if ((rc = get_u8(r, "rendezvous key length", &d.keylen)))
+        return rc;
+    if (d.keylen > DISCO__RDV_KEY_MAX)
+        return malformed_at(r->pos - 1, "rendezvous key too long");
+    if (left(r) < d.keylen)
+        return truncated(r, "rendezvous key", d.keylen);
+    memcpy(d.key, r->buf + r->pos, d.keylen);
+    r->pos += d.keylen;
+    if (n == 0 || n > in->max_len - in->total)
+        return malformed_at(at, "rendezvous data above the limit (DISCO_MAX_FRAME) or empty");
+    disco__rdv_read *reads = grow(in->reads, &in->cap, in->n, SIZE_MAX, sizeof(*reads));
+    if (!reads)
+        return nomem("rendezvous reads", in->n + 1);
+    in->reads = reads;
+    void *dst = in->pooled ? disco_mem_alloc(n) : malloc(n);
+    if (!dst)
+        return nomem("rendezvous data", n);
+    in->reads[in->n++] = (disco__rdv_read){dst, d};
+    in->total += n;
+    *out = dst;
+    return 0;
+}
+
+/* RDV: a BYTES or ARRAY whose data the receiver reads from the sender. */
+static int decode_rdv(reader *r, size_t at, disco_value *v)
+{
+    if (!r->rdv)
+        return malformed_at(at, "a rendezvous value where none is allowed");
+    uint8_t tag = 0, elem = DISCO_ELEM_U8;
+    uint64_t n;
+    int rc;
+    if ((rc = get_u8(r, "rendezvous inner tag", &tag)))
+        return rc;
+    if (tag != DISCO__TAG_BYTES && tag != DISCO__TAG_ARRAY)
+        return malformed_at(r->pos - 1, "rendezvous of something else than bytes or an array");
+    if (tag == DISCO__TAG_ARRAY && (rc = get_u8(r, "array element type", &elem)))
+        return rc;
+    size_t es = disco_elem_size((disco_elem)elem);
+    if (!es)
+        return malformed_at(r->pos - 1, "unknown array element type");
+    if ((rc = get_varint(r, "rendezvous count", &n)))
+        return rc;
+    if (n > r->rdv->max_len / es)
+        return malformed_at(at, "rendezvous data above the limit (DISCO_MAX_FRAME)");
+    void *p = NULL;
+    if ((rc = rdv_take(r, at, (size_t)n * es, &p)))
+        return rc;
+    *v = tag == DISCO__TAG_BYTES ? disco_bytes(p, (size_t)n)
+                                 : disco_array((disco_elem)elem, p, (size_t)n);
+    v->flags = r->rdv->pooled ? DISCO__VALUE_POOLED : 0;
+    return 0;
+}
+
 /* One value inside `depth` enclosing containers. On failure *out is nil and
  * everything allocated on the way is freed. */
 static int decode_value(reader *r, int depth, disco_value *out)
@@ -555,14 +679,24 @@ static int decode_value(reader *r, int depth, disco_value *out)
         v = disco_error_value(e);
         break;
     }
+    case DISCO__TAG_RDV:
+        if ((rc = decode_rdv(r, at, &v)))
+            return rc;
+        break;
     default: return malformed_at(at, "unknown value tag");
     }
-    v.flags = DISCO_VALUE_OWNED;
+    v.flags |= DISCO_VALUE_OWNED;
     *out = v;
     return 0;
 }
 
 int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_value *out)
+{
+    return disco__value_decode_rdv(buf, len, used, out, NULL);
+}
+
+int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_value *out,
+                            disco__rdv_in *rdv)
 {
     if (used)
         *used = 0;
@@ -572,8 +706,13 @@ int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_valu
         return disco_error_set(DISCO_EINVAL, "value decode: NULL %s",
                                out ? "buffer" : "output");
     }
-    reader r = {buf, len, 0};
+    reader r = {buf, len, 0, rdv};
+    size_t n0 = rdv ? rdv->n : 0, total0 = rdv ? rdv->total : 0;
     int rc = decode_value(&r, 0, out);
+    if (rc && rdv) { /* the data went with the values freed */
+        rdv->n = n0;
+        rdv->total = total0;
+    }
     if (!rc && used)
         *used = r.pos;
     return rc;

@@ -18,6 +18,12 @@
  *   ERROR              an error body:
  *                        zigzag code, varint pid, varint length + message
  *                        bytes (no NUL), varint count + count error bodies
+ *   RDV                a BYTES or ARRAY whose data stays with the sender
+ *                      (rendezvous): inner tag byte, element-type byte
+ *                      (ARRAY only), varint count, u64 address, u8 key
+ *                      length + key bytes; the receiver reads the data by
+ *                      RMA (see disco__rdv_in). Only where the frame's
+ *                      receiver allows it.
  *
  * A varint is unsigned LEB128 (7 bits per byte, low group first) in its
  * shortest form. The decoder accepts only what the encoder produces (shortest
@@ -31,6 +37,7 @@
 #ifndef DISCO_WIRE_WIRE_H
 #define DISCO_WIRE_WIRE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,7 +63,56 @@ enum disco__tag {
     DISCO__TAG_LIST = 0x08,
     DISCO__TAG_REF = 0x09,
     DISCO__TAG_ERROR = 0x0a,
+    DISCO__TAG_RDV = 0x0b,
 };
+
+/* ---- rendezvous: large data by reference (the encoder's and decoder's
+ * side; src/core/rdv.c does the registering and reading) ---------------- */
+
+#define DISCO__RDV_KEY_MAX 64
+
+/* Where a run of bytes lies in the sender, and the key to read it. */
+typedef struct disco__rdv_desc {
+    uint64_t addr;
+    uint64_t len;
+    uint8_t keylen;
+    uint8_t key[DISCO__RDV_KEY_MAX];
+} disco__rdv_desc;
+
+/* Encoding: data runs (bytes, array data) of at least min bytes go as RDV
+ * descriptors; expose registers one (0, or a status that fails the
+ * encoding). Counting sizes does not call expose. */
+typedef struct disco__rdv_out {
+    size_t min;
+    int (*expose)(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d);
+    void *ctx;
+} disco__rdv_out;
+
+/* Decoding: RDV values become values whose data is allocated but not yet
+ * there; each is listed here for the caller to read. A run is at most
+ * max_len bytes. */
+typedef struct disco__rdv_read {
+    void *dst;
+    disco__rdv_desc d;
+} disco__rdv_read;
+
+typedef struct disco__rdv_in {
+    size_t max_len;
+    /* Destinations from disco_mem_alloc (registered, pages reused: no
+     * page faults, no registration per message), marked
+     * DISCO__VALUE_POOLED so that disco_value_free gives them back. */
+    bool pooled;
+    disco__rdv_read *reads; /* malloc'd; the caller frees */
+    size_t n, cap;
+    size_t total; /* bytes of all runs so far: at most max_len too */
+} disco__rdv_in;
+
+/* A value whose data (bytes, array) is a disco_mem_alloc block. */
+#define DISCO__VALUE_POOLED 0x2u
+
+/* Payload bytes (strings, bytes, array data, reassembled frames) this
+ * process's disco copied so far (disco_bytes_copied in disco/value.h). */
+void disco__count_copy(size_t n);
 
 /* Bytes that encoding v takes, or 0 when v cannot be encoded (malformed, too
  * deep, or larger than SIZE_MAX); then the last error says why. */
@@ -87,6 +143,13 @@ int disco__value_encode(const disco_value *v, uint8_t *buf, size_t cap, size_t *
  */
 int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_value *out);
 
+/* The same three with rendezvous allowed (NULL rdv: not). */
+size_t disco__value_encoded_size_rdv(const disco_value *v, const disco__rdv_out *rdv);
+int disco__value_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size_t *used,
+                            const disco__rdv_out *rdv);
+int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_value *out,
+                            disco__rdv_in *rdv);
+
 /* ---- frame header (frame.c) ------------------------------------------ */
 
 #define DISCO__FRAME_HEADER_SIZE 32
@@ -113,6 +176,9 @@ typedef enum disco__frame_kind {
     DISCO__FRAME_REF_DEL = 12,       /* distributed refcount: drop client */
     DISCO__FRAME_SHUTDOWN = 13,      /* orderly exit */
     DISCO__FRAME_INTERRUPT = 14,     /* interrupt the calls running here */
+    DISCO__FRAME_UPGRADE = 15,       /* handshake initiator: my transports */
+    DISCO__FRAME_UPGRADED = 16,      /* acceptor: the transport chosen */
+    DISCO__FRAME_RDV_DONE = 17,      /* a result's rendezvous data is read */
     DISCO__FRAME_KIND_END            /* one past the last kind */
 } disco__frame_kind;
 

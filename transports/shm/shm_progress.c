@@ -1,0 +1,237 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Shared-memory transport: progress.
+ *
+ * Each call scans every connection (a snapshot of the list, refreshed when
+ * it changed): reads its ring (at most one ring's worth per call, so that a
+ * busy peer cannot starve the others), copies queued bytes into its own
+ * ring, and runs the callbacks it owes. The epoll set (listener, eventfd,
+ * sockets) is looked at every SHM_EPOLL_EVERY polling calls, after a
+ * wait_arm, and whenever the call may block. Blocking: raise the waiter
+ * flags, look at the rings again, then epoll_wait (shm.h: wake-ups).
+ */
+#include <stdlib.h>
+#include <sys/epoll.h>
+#include <unistd.h>
+
+#include "transports/shm/shm.h"
+
+int shm_conn_read_locked(shm_conn *c, size_t budget)
+{
+    shm_transport *tp = c->tp;
+    int n = 0;
+    size_t got = 0;
+    while (c->state == SHM_OPEN && got < budget) {
+        const uint8_t *p;
+        size_t len = shm_ring_peek(&c->seg, &p);
+        if (len == 0)
+            break;
+        if (len == SHM_RING_CORRUPT) {
+            shm_conn_fail_locked(c, DISCO_EPROTO,
+                                 "shm: the segment shared with %s is corrupt",
+                                 c->peer);
+            break;
+        }
+        shm_conn_cb_enter_locked(c);
+        tp->cb.on_recv(tp->ctx, shm_dc(c), p, len);
+        shm_conn_cb_leave_locked(c);
+        n++;
+        got += len;
+        if (c->state == SHM_CLOSED)
+            break; /* still mapped (a zombie) but nobody's business now */
+        if (shm_ring_release(&c->seg, len))
+            shm_conn_wake_peer_locked(c);
+    }
+    return n;
+}
+
+/* Takes a new snapshot of the connections if the list changed. */
+static int refresh_scan(shm_transport *tp)
+{
+    int rc = 0;
+    pthread_mutex_lock(&tp->lock);
+    if (tp->scan_gen != tp->gen) {
+        size_t n = 0;
+        for (shm_conn *c = tp->conns; c; c = c->next)
+            n++;
+        if (n > tp->scan_cap) {
+            shm_conn **a = realloc(tp->scan, n * 2 * sizeof(*a));
+            if (!a) { /* an empty snapshot: never a stale one */
+                tp->nscan = 0;
+                rc = disco_error_set(DISCO_ENOMEM, "shm: out of memory in progress");
+                goto out;
+            }
+            tp->scan = a;
+            tp->scan_cap = n * 2;
+        }
+        tp->nscan = 0;
+        for (shm_conn *c = tp->conns; c; c = c->next)
+            tp->scan[tp->nscan++] = c;
+        tp->scan_gen = tp->gen;
+    }
+out:
+    pthread_mutex_unlock(&tp->lock);
+    return rc;
+}
+
+static int service(shm_conn *c)
+{
+    int n = 0;
+    pthread_mutex_lock(&c->mu);
+    /* A connector looks for the reply on every call until it has it, rather
+     * than every SHM_EPOLL_EVERY calls: one recv per call, only then. */
+    if (c->state == SHM_OPEN && c->peer_evfd < 0)
+        n += shm_conn_try_reply_locked(c);
+    if (c->state == SHM_OPEN) {
+        n += shm_conn_read_locked(c, c->seg.size);
+        if (c->state == SHM_OPEN && c->head)
+            n += shm_conn_write_queue_locked(c);
+    }
+    bool owes = c->state != SHM_CLOSED && shm_conn_owes_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return owes ? n + shm_conn_deliver(c) : n;
+}
+
+/* Services every connection; c may be closed meanwhile but stays valid
+ * (freed only after progress). */
+static int scan(shm_transport *tp, int *rc)
+{
+    if ((*rc = refresh_scan(tp)) != 0)
+        return 0;
+    int n = 0;
+    for (size_t i = 0; i < tp->nscan; i++)
+        n += service(tp->scan[i]);
+    return n;
+}
+
+static int poll_events(shm_transport *tp, int timeout_ms, int *rc)
+{
+    struct epoll_event evs[SHM_EVENTS];
+    int nev = epoll_wait(tp->epfd, evs, SHM_EVENTS, timeout_ms);
+    if (nev < 0 && errno != EINTR)
+        *rc = shm_fail_errno(errno, "epoll_wait");
+    int n = 0;
+    for (int i = 0; i < nev; i++) {
+        void *p = evs[i].data.ptr;
+        if (p == &tp->lfd) {
+            n += shm_accept_all(tp);
+        } else if (p == &tp->evfd) {
+            uint64_t v;
+            (void)!read(tp->evfd, &v, sizeof(v));
+            n++; /* a wake-up made before this call is not lost */
+        } else {
+            n += shm_conn_sock_event(p) + 1; /* the event itself counts */
+        }
+    }
+    return n;
+}
+
+/* Arms one connection (its mu taken): true when it has work already. */
+static bool arm_conn(shm_conn *c)
+{
+    pthread_mutex_lock(&c->mu);
+    bool pending = false;
+    if (c->state == SHM_OPEN) {
+        pending |= shm_ring_arm_rx(&c->seg);
+        if (c->head)
+            pending |= shm_ring_arm_tx(&c->seg);
+    }
+    pending |= c->state != SHM_CLOSED && shm_conn_owes_locked(c);
+    pthread_mutex_unlock(&c->mu);
+    return pending;
+}
+
+/* Raises the waiter flags of every connection before sleeping; true when
+ * something is pending already (do not sleep). */
+static bool arm(shm_transport *tp)
+{
+    atomic_store(&tp->sleeping, true);
+    tp->armed = true;
+    if (refresh_scan(tp) != 0)
+        return true; /* cannot arm what we cannot see: do not sleep */
+    bool pending = false;
+    for (size_t i = 0; i < tp->nscan; i++)
+        pending |= arm_conn(tp->scan[i]);
+    return pending;
+}
+
+/* Lowers what arm raised, on a fresh snapshot: a connection closed
+ * since may be freed (after a wait_arm), one added since may have armed
+ * itself. */
+static void disarm(shm_transport *tp)
+{
+    atomic_store(&tp->sleeping, false);
+    tp->armed = false;
+    (void)refresh_scan(tp); /* on failure the flags stay up: extra wake-ups */
+    for (size_t i = 0; i < tp->nscan; i++) {
+        shm_conn *c = tp->scan[i];
+        pthread_mutex_lock(&c->mu);
+        if (c->seg.hdr && c->state != SHM_CLOSED)
+            shm_ring_disarm(&c->seg);
+        pthread_mutex_unlock(&c->mu);
+    }
+}
+
+static int enter(shm_transport *tp)
+{
+    pthread_mutex_lock(&tp->lock);
+    bool busy = tp->in_progress;
+    tp->in_progress = true;
+    pthread_mutex_unlock(&tp->lock);
+    if (busy)
+        return disco_error_set(DISCO_EBUSY,
+                               "shm: progress called while it runs (nested or "
+                               "from two threads)");
+    return 0;
+}
+
+static void leave(shm_transport *tp)
+{
+    pthread_mutex_lock(&tp->lock);
+    tp->in_progress = false;
+    shm_conn *z = tp->zombies;
+    tp->zombies = NULL;
+    pthread_mutex_unlock(&tp->lock);
+    while (z) {
+        shm_conn *next = z->znext;
+        shm_conn_free(z);
+        z = next;
+    }
+}
+
+int shm_progress(disco_transport *dtp, int timeout_ms)
+{
+    if (!dtp)
+        return disco_error_set(DISCO_EINVAL, "shm: progress: NULL transport");
+    shm_transport *tp = shm_tp(dtp);
+    int rc = enter(tp);
+    if (rc)
+        return rc;
+    atomic_store(&tp->lazy_done, 0); /* this call delivers them */
+    bool look = tp->armed || timeout_ms != 0 || ++tp->polls % SHM_EPOLL_EVERY == 0;
+    if (tp->armed)
+        disarm(tp);
+    int n = look ? poll_events(tp, 0, &rc) : 0;
+    n += scan(tp, &rc);
+    if (n == 0 && rc == 0 && timeout_ms != 0) {
+        if (!arm(tp))
+            n += poll_events(tp, timeout_ms, &rc);
+        disarm(tp);
+        n += scan(tp, &rc);
+    }
+    leave(tp);
+    return rc < 0 ? rc : n;
+}
+
+/* Runs as progress does (enter/leave): connections closed meanwhile stay
+ * allocated while it walks the snapshot. */
+int shm_wait_arm(disco_transport *dtp)
+{
+    shm_transport *tp = shm_tp(dtp);
+    int rc = enter(tp);
+    if (rc)
+        return rc;
+    bool pending = arm(tp);
+    leave(tp);
+    return pending ? 1 : 0;
+}
