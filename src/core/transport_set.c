@@ -103,6 +103,7 @@ static int start_one(disco__xport_set *s, const disco_transport_ops *ops, const 
         return rc;
     }
     set_scheme(x);
+    x->caps = ops->caps_of ? ops->caps_of(x->tp) : ops->caps;
     disco__debug("transport %s listening at %s", x->scheme, x->address);
     s->n++;
     return 0;

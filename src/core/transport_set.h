@@ -25,6 +25,7 @@ typedef struct disco__xport {
     const disco_transport_ops *ops;
     disco_transport *tp;
     int index; /* 0: TCP, the bootstrap transport */
+    uint64_t caps; /* of this instance (disco_transport_ops.caps_of) */
     /* The listening address, and its scheme ("tcp", "shm", "ofi+tcp"):
      * the name peers and disco_transport_info know it by. */
     char address[DISCO_TRANSPORT_ADDR_MAX];
