@@ -1223,15 +1223,24 @@ static void test_no_fd_leak(void **state)
     assert_int_equal(count_fds(), fds);
 }
 
-static int group_setup(void **state)
+/* Every case runs once per provider, in one cmocka group (one TAP plan):
+ * a case's setup selects its provider, probed once. */
+static const char *const provs[] = {"shm", "tcp"};
+static int prov_state[2]; /* 0: not probed, 1: offered, -1: not offered */
+
+static int select_provider(void **state)
 {
-    (void)state;
-    disco_transport *tp;
-    prov_ok = T->init(&tp, NULL, prov, &callbacks, NULL) == 0;
-    if (prov_ok)
-        T->fini(tp);
-    else
-        print_message("ofi:%s: %s\n", prov, disco_error_message(disco_last_error()));
+    size_t i = (size_t)(uintptr_t)*state;
+    prov = provs[i];
+    if (prov_state[i] == 0) {
+        disco_transport *tp;
+        prov_state[i] = T->init(&tp, NULL, prov, &callbacks, NULL) == 0 ? 1 : -1;
+        if (prov_state[i] > 0)
+            T->fini(tp);
+        else
+            print_message("ofi:%s: %s\n", prov, disco_error_message(disco_last_error()));
+    }
+    prov_ok = prov_state[i] > 0;
     return 0;
 }
 
@@ -1246,40 +1255,48 @@ int main(int argc, char **argv)
     /* A connect that gets no answer fails after this long. */
     setenv("DISCO_OFI_CONNECT_TIMEOUT", "10", 0);
     signal(SIGPIPE, SIG_IGN);
-    const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_ops_table),
-        cmocka_unit_test(test_bad_arguments),
-        cmocka_unit_test(test_bad_addresses),
-        cmocka_unit_test(test_connect_unreachable),
-        cmocka_unit_test(test_exchange),
-        cmocka_unit_test(test_big_message),
-        cmocka_unit_test(test_many_iovecs),
-        cmocka_unit_test(test_backpressure),
-        cmocka_unit_test(test_two_threads_send),
-        cmocka_unit_test(test_peer_close),
-        cmocka_unit_test(test_close_before_ack),
-        cmocka_unit_test(test_close_with_queued_sends),
-        cmocka_unit_test(test_close_inside_callback),
-        cmocka_unit_test(test_close_while_progress_runs),
-        cmocka_unit_test(test_interrupt),
-        cmocka_unit_test(test_wait_fd),
-        cmocka_unit_test(test_forked_peer),
-        cmocka_unit_test(test_rma_read),
-        cmocka_unit_test(test_rma_bad_key),
-        cmocka_unit_test(test_no_fd_leak),
+    static const struct {
+        const char *name;
+        CMUnitTestFunction fn;
+    } cases[] = {
+        {"test_ops_table", test_ops_table},
+        {"test_bad_arguments", test_bad_arguments},
+        {"test_bad_addresses", test_bad_addresses},
+        {"test_connect_unreachable", test_connect_unreachable},
+        {"test_exchange", test_exchange},
+        {"test_big_message", test_big_message},
+        {"test_many_iovecs", test_many_iovecs},
+        {"test_backpressure", test_backpressure},
+        {"test_two_threads_send", test_two_threads_send},
+        {"test_peer_close", test_peer_close},
+        {"test_close_before_ack", test_close_before_ack},
+        {"test_close_with_queued_sends", test_close_with_queued_sends},
+        {"test_close_inside_callback", test_close_inside_callback},
+        {"test_close_while_progress_runs", test_close_while_progress_runs},
+        {"test_interrupt", test_interrupt},
+        {"test_wait_fd", test_wait_fd},
+        {"test_forked_peer", test_forked_peer},
+        {"test_rma_read", test_rma_read},
+        {"test_rma_bad_key", test_rma_bad_key},
+        {"test_no_fd_leak", test_no_fd_leak},
     };
+    enum { NCASES = sizeof(cases) / sizeof(*cases), NPROVS = sizeof(provs) / sizeof(*provs) };
+    static struct CMUnitTest tests[NCASES * NPROVS];
+    static char names[NCASES * NPROVS][64];
     const char *which = getenv("DISCO_TEST_OFI_PROVIDERS");
     if (getenv("DISCO_TEST_FILTER"))
         cmocka_set_test_filter(getenv("DISCO_TEST_FILTER"));
-    const char *provs[] = {"shm", "tcp"};
-    int rc = 0;
-    for (size_t i = 0; i < sizeof(provs) / sizeof(*provs); i++) {
-        if (which && !strstr(which, provs[i]))
+    size_t n = 0;
+    for (size_t p = 0; p < NPROVS; p++) {
+        if (which && !strstr(which, provs[p]))
             continue;
-        prov = provs[i];
-        char name[32];
-        snprintf(name, sizeof(name), "ofi:%s", prov);
-        rc |= cmocka_run_group_tests_name(name, tests, group_setup, NULL);
+        for (size_t i = 0; i < NCASES; i++, n++) {
+            snprintf(names[n], sizeof(names[n]), "%s_%s", cases[i].name, provs[p]);
+            tests[n] = (struct CMUnitTest){.name = names[n],
+                                           .test_func = cases[i].fn,
+                                           .setup_func = select_provider,
+                                           .initial_state = (void *)(uintptr_t)p};
+        }
     }
-    return rc;
+    return _cmocka_run_group_tests("ofi", tests, n, NULL, NULL);
 }
