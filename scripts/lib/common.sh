@@ -3,7 +3,7 @@
 # default build. Source it; it defines functions only.
 
 DISCO_PACKAGES="build-essential autoconf automake libtool pkg-config \
-libhwloc-dev libcmocka-dev libbenchmark-dev libtbb-dev libfabric-dev \
+libhwloc-dev libcmocka-dev libbenchmark-dev libtbb-dev libfabric-dev libfabric-bin \
 libibverbs-dev librdmacm-dev libssl-dev gcc-aarch64-linux-gnu qemu-user"
 
 # Installs the missing Debian packages with apt-get when running as root;

@@ -12,7 +12,7 @@ static disco__xport *rma_path(disco__peer *p)
     pthread_rwlock_rdlock(&p->conn_lock);
     disco__xport *x = p->fast ? p->fast->x : NULL; /* transports outlive links */
     pthread_rwlock_unlock(&p->conn_lock);
-    return x && (x->ops->caps & DISCO_TRANSPORT_CAP_RMA) ? x : NULL;
+    return x && (x->caps & DISCO_TRANSPORT_CAP_RMA) ? x : NULL;
 }
 
 /* The eager limit of x (NULL: streamed over TCP): DISCO_EAGER_MAX

@@ -158,6 +158,11 @@ typedef struct disco_transport_ops {
      * Never blocks; any thread. 0 or a negative status (no on_read then). */
     int (*rma_read)(disco_conn *c, void *dst, disco_mr *dst_mr, uint64_t raddr,
                     size_t len, const uint8_t *key, size_t keylen, void *token);
+
+    /* The capability bits of this instance, when they depend on what init
+     * found (a libfabric provider that reaches this node only, or has no
+     * RMA); NULL: caps. The core asks once, after init. */
+    uint64_t (*caps_of)(disco_transport *tp);
 } disco_transport_ops;
 
 #define DISCO_TRANSPORT_ADDR_MAX 256

@@ -154,7 +154,7 @@ static const char *choose(disco__peer *p, const disco_value *node, const disco_v
         disco__xport *x = disco__xport_find(&disco__rt.xports, scheme);
         if (!x || x->index == 0)
             continue;
-        if (!same_node && !(x->ops->caps & DISCO_TRANSPORT_CAP_CROSS_NODE))
+        if (!same_node && !(x->caps & DISCO_TRANSPORT_CAP_CROSS_NODE))
             continue;
         if (link_connect(p, x, address) == 0)
             return x->scheme;

@@ -26,7 +26,7 @@ void disco__mem_register_now(void *p, size_t len)
     disco__xport_set *s = &disco__rt.xports;
     for (int i = 0; i < s->n; i++) {
         disco__mem_reg *r;
-        if ((s->x[i].ops->caps & DISCO_TRANSPORT_CAP_RMA) &&
+        if ((s->x[i].caps & DISCO_TRANSPORT_CAP_RMA) &&
             disco__mem_get(&s->x[i], p, len, &r) == 0)
             disco__mem_put(r);
     }
