@@ -9,6 +9,7 @@
  * holds such a call fails the caller with a process-exited error; a caller
  * that dies before the worker has read leaves the worker healthy.
  */
+#include <pthread.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,6 +86,35 @@ static int fetch_and_die(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(fetch_and_die)
 
+/* The order calls started in on this worker: each call of note appends
+ * its last argument (a one-letter string). */
+static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
+static char started[64];
+
+static int note(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)result;
+    pthread_mutex_lock(&log_lock);
+    size_t k = strlen(started);
+    if (n && args[n - 1].type == DISCO_STRING && k + 1 < sizeof(started))
+        started[k] = args[n - 1].str.ptr[0];
+    pthread_mutex_unlock(&log_lock);
+    return 0;
+}
+DISCO_FUNCTION(note)
+
+static int started_order(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    pthread_mutex_lock(&log_lock);
+    int rc = disco_value_copy(result, &(disco_value){.type = DISCO_STRING,
+                                                     .str = {started, strlen(started)}});
+    memset(started, 0, sizeof(started));
+    pthread_mutex_unlock(&log_lock);
+    return rc;
+}
+DISCO_FUNCTION(started_order)
+
 static int os_pid(const disco_value *args, size_t n, disco_value *result)
 {
     (void)args, (void)n;
@@ -130,6 +160,17 @@ static bool by_rendezvous(int pid)
     return !strcmp(name, "shm") || !strncmp(name, "ofi", 3);
 }
 
+/* What the receiver of BIG bytes copied: nothing when it reads them by
+ * RMA; once, from the socket's buffer into place, when they are streamed
+ * behind their message over TCP. */
+static void assert_receiver_copies(uint64_t copied)
+{
+    if (by_rendezvous(worker))
+        assert_true(copied < 4096);
+    else
+        assert_true(copied >= BIG && copied < BIG + 4096);
+}
+
 /* Calls digest(v) on the worker: checks the digest; returns the bytes the
  * worker copied for the call and, in *here, those this process copied. */
 static uint64_t call_digest(const disco_value *v, uint64_t want, uint64_t *here)
@@ -156,13 +197,8 @@ static void test_large_argument(void **state)
         buf[i] = (uint8_t)(i * 13 + (i >> 12));
     disco_value v = disco_bytes(buf, BIG);
     uint64_t here, there = call_digest(&v, fnv(buf, BIG), &here);
-    if (by_rendezvous(worker)) {
-        assert_true(here < 4096);  /* small values only: no copy of the */
-        assert_true(there < 4096); /* argument on either side */
-    } else {
-        assert_true(here >= BIG);
-        assert_true(there >= BIG);
-    }
+    assert_true(here < 4096); /* the sender never copies it */
+    assert_receiver_copies(there);
     free(buf);
 }
 
@@ -193,13 +229,8 @@ static void test_large_result(void **state)
     disco_value c;
     assert_int_equal(disco_remotecall_fetch(copies, worker, NULL, 0, &c), 0);
     uint64_t there = (uint64_t)c.i - before;
-    if (by_rendezvous(worker)) {
-        assert_true(here < 4096);
-        assert_true(there < 4096);
-    } else {
-        assert_true(here >= BIG);
-        assert_true(there >= BIG);
-    }
+    assert_true(there < 4096); /* the sender never copies it */
+    assert_receiver_copies(here);
     a[1] = disco_i64(9);
     disco_future *f = disco_remotecall(make_bytes, worker, a, 2);
     assert_non_null(f);
@@ -245,6 +276,98 @@ static void test_large_array_wait(void **state)
     assert_int_equal((uint64_t)r->list.items[0].i, fnv((const uint8_t *)a, n * sizeof(double)));
     disco_future_release(f);
     free(a);
+}
+
+/* A CachingPool's captured payload: each worker pulls it once, by
+ * rendezvous from the closure's registered memory, and copies nothing. */
+static void test_caching_pool_payload(void **state)
+{
+    (void)state;
+    uint8_t *buf = malloc(BIG);
+    assert_non_null(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = (uint8_t)(i * 5 + 1);
+    disco_value cap = disco_bytes(buf, BIG), r;
+    disco_closure *c = disco_closure_new(digest, &cap, 1);
+    assert_non_null(c);
+    uint64_t want = fnv(buf, BIG);
+    free(buf); /* the closure has its own copy */
+    disco_pool *pool = disco_caching_pool_new(&worker, 1);
+    assert_non_null(pool);
+    assert_int_equal(disco_remotecall_fetch(copies, worker, NULL, 0, &r), 0);
+    uint64_t first = (uint64_t)r.i, last = 0, mine = disco_bytes_copied();
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(disco_closure_remotecall_fetch(pool, c, NULL, 0, &r), 0);
+        assert_int_equal((uint64_t)r.list.items[0].i, want);
+        last = (uint64_t)r.list.items[1].i;
+        disco_value_free(&r);
+    }
+    uint64_t here = disco_bytes_copied() - mine;
+    disco_pool_stats st;
+    assert_int_equal(disco_pool_stats_of(pool, worker, &st), 0);
+    assert_int_equal(st.payload_sends, 1); /* once per worker */
+    if (by_rendezvous(worker)) {
+        assert_true(here < 4096);
+        assert_true(last - first < 4096);
+    }
+    disco_pool_free(pool);
+    disco_closure_free(c);
+}
+
+/* Large RemoteChannel items: put is a call to the owner with the item as
+ * argument, take one with the item as result, so both go by rendezvous. */
+static void test_remote_channel_items(void **state)
+{
+    (void)state;
+    disco_channel *ch = disco_remote_channel_new(worker, 4);
+    assert_non_null(ch);
+    uint8_t *buf = malloc(BIG);
+    assert_non_null(buf);
+    for (size_t i = 0; i < BIG; i++)
+        buf[i] = (uint8_t)(i * 31 + 11);
+    uint64_t mine = disco_bytes_copied();
+    disco_value item = disco_bytes(buf, BIG), got;
+    assert_int_equal(disco_put(ch, &item), 0);
+    memset(buf, 0, BIG); /* put has read it: ours to reuse */
+    assert_int_equal(disco_take(ch, &got), 0);
+    uint64_t here = disco_bytes_copied() - mine;
+    assert_true(pattern_ok(&got, BIG, 11));
+    if (by_rendezvous(worker))
+        assert_true(here < 4096);
+    disco_value_free(&got);
+    free(buf);
+    disco_channel_free(ch);
+}
+
+/* Calls start in the order they were made, even when the first must wait
+ * for its arguments to be read and the next has all of its own. */
+static void test_calls_start_in_order(void **state)
+{
+    (void)state;
+    uint8_t *buf = calloc(1, BIG);
+    assert_non_null(buf);
+    disco_value cap = disco_bytes(buf, BIG), r;
+    disco_closure *c = disco_closure_new(note, &cap, 1); /* by rendezvous */
+    free(buf);
+    disco_pool *pool = disco_worker_pool_new(&worker, 1);
+    assert_non_null(c);
+    assert_non_null(pool);
+    disco_value a = disco_str("a"), b = disco_str("b");
+    for (int round = 0; round < 5; round++) {
+        disco_future *fa = disco_closure_remotecall(pool, c, &a, 1);
+        disco_future *fb = disco_remotecall(note, worker, &b, 1);
+        assert_non_null(fa);
+        assert_non_null(fb);
+        assert_int_equal(disco_future_wait(fa), 0);
+        assert_int_equal(disco_future_wait(fb), 0);
+        disco_future_release(fa);
+        disco_future_release(fb);
+        assert_int_equal(disco_remotecall_fetch(started_order, worker, NULL, 0, &r), 0);
+        assert_string_equal(r.str.ptr, "ab");
+        disco_value_free(&r);
+    }
+    disco_pool_free(pool);
+    disco_closure_free(c);
 }
 
 /* Many large calls in flight from several tasks at once. */
@@ -341,6 +464,9 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_large_result),
         cmocka_unit_test(test_result_reader_dies),
         cmocka_unit_test(test_concurrent_large_calls),
+        cmocka_unit_test(test_caching_pool_payload),
+        cmocka_unit_test(test_remote_channel_items),
+        cmocka_unit_test(test_calls_start_in_order),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),
     };

@@ -144,14 +144,15 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
     int failed = 0;
     for (int i = 0; i < n; i++) {
         newcomer *w = &ws[i];
+        int st;
         if (!w->status && disco_timedwait(settled, w->peer, timeout, 0.001) != 0) {
             fail(w);
-        } else if (!w->status && w->peer->ready_status) {
+        } else if (!w->status && (st = atomic_load(&w->peer->ready_status))) {
             char why[512] = "";
             if (w->peer->join_err)
                 disco_error_format(w->peer->join_err, why, sizeof(why));
-            disco_error_set(w->peer->ready_status, "worker %d failed to join (%s)",
-                            w->pid, why[0] ? why : disco_strerror(w->peer->ready_status));
+            disco_error_set(st, "worker %d failed to join (%s)", w->pid,
+                            why[0] ? why : disco_strerror(st));
             fail(w);
         }
         failed += w->status != 0;

@@ -99,7 +99,7 @@ static void observe(const disco__peer *p, bool up)
 
 void disco__peer_set_ready(disco__peer *p)
 {
-    p->ready_status = 0;
+    atomic_store(&p->ready_status, 0);
     atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
     disco_event_notify(&p->settled);
     observe(p, true);
@@ -175,7 +175,10 @@ static int upgraded_as_acceptor(disco__peer *p)
 
 /* ---- calls (target side) ------------------------------------------------ */
 
-typedef struct call {
+typedef struct disco__call {
+    struct disco__call *next; /* in from->waiting */
+    int status;               /* > 0: arguments still being read */
+    disco_error *err;         /* why they could not be, for the answer */
     disco__peer *from;
     disco__frame_header h;
     disco_function fn;
@@ -230,7 +233,7 @@ static int run_call(void *arg, void **unused)
     int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &c->result);
     if (!effect_only)
         reply(c, rc, &c->result);
-    if (c->held.regs.n) { /* the caller reads the result from here */
+    if (c->held.regs.n || c->held.regs.ntrail) { /* the caller reads it from here */
         c->held = (disco__held){.to = c->from, .call_id = c->h.call_id,
                                 .regs = c->held.regs, .release = release_held};
         disco__held_add(&c->held);
@@ -260,6 +263,38 @@ static void drop_call(call *c, int rc)
     free(c);
 }
 
+/* Starts c (status 0), or answers with its failure. */
+static void start_call(call *c, int rc)
+{
+    if (rc == 0)
+        rc = disco__async_fifo(run_call, c);
+    if (rc)
+        drop_call(c, rc);
+}
+
+/* Starts the calls at the head of p's waiting line that have their
+ * arguments, up to the first that does not yet. */
+static void start_waiting(disco__peer *p)
+{
+    call *c;
+    while ((c = p->waiting) && c->status <= 0) {
+        if (!(p->waiting = c->next))
+            p->waiting_tail = NULL;
+        if (c->err)
+            disco_error_put(c->err); /* the answer's message */
+        start_call(c, c->status);
+    }
+}
+
+static void wait_in_line(disco__peer *p, call *c)
+{
+    if (p->waiting_tail)
+        p->waiting_tail->next = c;
+    else
+        p->waiting = c;
+    p->waiting_tail = c;
+}
+
 /* The arguments that came by rendezvous are here (or could not be read). */
 static void arguments_read(disco__rdv_wait *w)
 {
@@ -270,10 +305,9 @@ static void arguments_read(disco__rdv_wait *w)
     if (rc)
         rc = disco_error_set(rc, "the arguments (%zu bytes by rendezvous) could not be read "
                                  "from process %d: %s", total, w->from, disco_strerror(rc));
-    else
-        rc = disco__async_fifo(run_call, c);
-    if (rc)
-        drop_call(c, rc);
+    c->status = rc;
+    c->err = rc ? disco_error_take() : NULL;
+    start_waiting(c->from);
 }
 
 static void handle_call(disco__peer *p, const disco__frame_header *h,
@@ -301,15 +335,18 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
     }
-    if (rc == 0 && c->rdv.in.n) {
+    if (rc == 0 && c->rdv.in.n) { /* it waits for its arguments, in line */
+        c->status = 1;
         c->rdv.done = arguments_read;
+        wait_in_line(p, c);
         disco__rdv_fetch(p, &c->rdv);
         return;
     }
-    if (rc == 0)
-        rc = disco__async_fifo(run_call, c);
-    if (rc)
-        drop_call(c, rc);
+    if (rc == 0 && p->waiting) { /* behind one that waits */
+        wait_in_line(p, c);
+        return;
+    }
+    start_call(c, rc);
 }
 
 /* ---- replies and control (caller side) --------------------------------- */
@@ -493,6 +530,8 @@ static int parse(disco__peer *p, const uint8_t *buf, size_t len, size_t *used,
         if ((rc = handle_frame(p, &h, buf + off + DISCO__FRAME_HEADER_SIZE)))
             break;
         off += total;
+        if (p->trailer)
+            break; /* its rendezvous data follows: not a frame */
     }
     *used = off;
     return rc;
@@ -515,27 +554,62 @@ static int append(disco__peer *p, const uint8_t *data, size_t len, size_t want)
     }
     if (len)
         memcpy(p->rbuf + p->rlen, data, len);
+    disco__count_copy(len);
     p->rlen += len;
     return 0;
 }
 
-/* Bytes of frames arrived: whole frames are handled where they lie, in the
- * transport's buffer; only a frame cut by the end of data is copied, into
- * p's buffer sized for the whole frame at once. */
-int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
+/* Whole frames at the start of data, handled where they lie; a frame cut
+ * by the end of data goes to p's buffer, sized for all of it at once. */
+static int take_whole(disco__peer *p, const uint8_t *data, size_t len, size_t *taken)
 {
     size_t used, need;
-    int rc;
-    if (p->rlen == 0) {
-        if ((rc = parse(p, data, len, &used, &need)) || used == len)
-            return rc;
-        return append(p, data + used, len - used, need);
-    }
-    if ((rc = append(p, data, len, 0)) || (rc = parse(p, p->rbuf, p->rlen, &used, &need)))
+    int rc = parse(p, data, len, &used, &need);
+    *taken = used;
+    if (rc || p->trailer || used == len)
         return rc;
-    memmove(p->rbuf, p->rbuf + used, p->rlen - used);
-    p->rlen -= used;
-    return need > p->rcap ? append(p, NULL, 0, need) : 0;
+    *taken = len;
+    p->rneed = need;
+    return append(p, data + used, len - used, need);
+}
+
+/* p's buffer holds the start of a frame: adds what it lacks (only that)
+ * from data, and handles the frame once whole. */
+static int complete_frame(disco__peer *p, const uint8_t *data, size_t len, size_t *taken)
+{
+    size_t want = p->rneed ? p->rneed : DISCO__FRAME_HEADER_SIZE;
+    size_t n = want - p->rlen < len ? want - p->rlen : len;
+    int rc = append(p, data, n, want);
+    *taken = n;
+    if (rc || p->rlen < want)
+        return rc;
+    size_t used, need;
+    if ((rc = parse(p, p->rbuf, p->rlen, &used, &need)))
+        return rc;
+    if (used == p->rlen) /* handled */
+        p->rlen = p->rneed = 0;
+    else /* only its header so far: now its size is known */
+        p->rneed = need;
+    return 0;
+}
+
+/* Bytes of p's stream arrived: frames, and the rendezvous data streamed
+ * behind some of them, which goes straight into place (rdv.h). */
+int disco__take_frames(disco__peer *p, const uint8_t *data, size_t len)
+{
+    int rc = 0;
+    while (len && rc == 0) {
+        size_t n;
+        if (p->trailer)
+            n = disco__rdv_trailer_take(p, data, len);
+        else if (p->rlen)
+            rc = complete_frame(p, data, len, &n);
+        else
+            rc = take_whole(p, data, len, &n);
+        data += n;
+        len -= n;
+    }
+    return rc;
 }
 
 /*
@@ -553,6 +627,7 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
         return;
     disco__upgrade_forget(p);
     disco__held_drop_peer(p);
+    disco__rdv_trailer_abort(p, DISCO_EPROCEXIT);
     bool was_known = p->pid != 0;
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
@@ -565,12 +640,12 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     } else if (p->pid == 1) {
         sem_post(&disco__rt.master_gone);
     }
-    p->ready_status = status ? status : DISCO_EPROCEXIT;
+    atomic_store(&p->ready_status, status ? status : DISCO_EPROCEXIT);
     disco_event_notify(&p->settled);
     observe(p, false);
     free(p->rbuf);
     p->rbuf = NULL;
-    p->rlen = p->rcap = 0;
+    p->rlen = p->rcap = p->rneed = 0;
     disco__auth_fini(&p->auth);
     disco__peer_close(p);
     if (!was_known)

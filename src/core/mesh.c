@@ -85,7 +85,7 @@ void disco__mesh_on_join_complete(disco__peer *p, const disco_value *v)
     p->join_err = v->type == DISCO_ERROR && v->error
                       ? disco_error_copy(v->error)
                       : disco_error_new(DISCO_EPROTO, "malformed JOIN_COMPLETE");
-    p->ready_status = p->join_err ? disco_error_code(p->join_err) : DISCO_ENOMEM;
+    atomic_store(&p->ready_status, p->join_err ? disco_error_code(p->join_err) : DISCO_ENOMEM);
     disco_event_notify(&p->settled);
 }
 

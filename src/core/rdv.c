@@ -6,7 +6,7 @@
 #include "base/error_internal.h"
 #include "core/rdv.h"
 
-/* The data path of p when it can do RMA, else NULL. */
+/* The data path of p when it can do RMA, else NULL (streamed). */
 static disco__xport *rma_path(disco__peer *p)
 {
     pthread_rwlock_rdlock(&p->conn_lock);
@@ -15,23 +15,53 @@ static disco__xport *rma_path(disco__peer *p)
     return x && (x->caps & DISCO_TRANSPORT_CAP_RMA) ? x : NULL;
 }
 
-/* The eager limit of x: DISCO_EAGER_MAX overrides the transport's. */
+/* The eager limit of x (NULL: streamed over TCP): DISCO_EAGER_MAX
+ * overrides the transport's. */
 static size_t eager_max(const disco__xport *x)
 {
     if (disco__rt.eager_max_env >= 0)
         return (size_t)disco__rt.eager_max_env;
-    return x->ops->eager_max ? x->ops->eager_max : 64 * 1024;
+    return x && x->ops->eager_max ? x->ops->eager_max : 64 * 1024;
+}
+
+/* The receiver takes at most DISCO_MAX_FRAME bytes of it per message, as
+ * of a message sent inline. */
+static int check_total(const disco__rdv_regs *regs, size_t len)
+{
+    if (len > disco__rt.max_payload - regs->bytes)
+        return disco_error_set(DISCO_EMSGSIZE, "a message with %zu bytes of data is above "
+                               "the limit of %u (DISCO_MAX_FRAME)", regs->bytes + len,
+                               disco__rt.max_payload);
+    return 0;
+}
+
+/* Streamed: the data goes right behind the frame, from where it is. */
+static int expose_trailer(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
+{
+    disco__rdv_regs *regs = ctx;
+    int rc = check_total(regs, len);
+    if (rc)
+        return rc;
+    if (regs->ntrail == regs->trail_cap) {
+        size_t cap = regs->trail_cap ? 2 * regs->trail_cap : 4;
+        struct iovec *t = realloc(regs->trail, cap * sizeof(*t));
+        if (!t)
+            return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+        regs->trail = t;
+        regs->trail_cap = cap;
+    }
+    regs->trail[regs->ntrail++] = (struct iovec){(void *)ptr, len};
+    regs->bytes += len;
+    *d = (disco__rdv_desc){.len = len}; /* no address, no key: it follows */
+    return 0;
 }
 
 static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
 {
     disco__rdv_regs *regs = ctx;
-    /* The receiver takes at most DISCO_MAX_FRAME bytes of it per message,
-     * as of a message sent inline. */
-    if (len > disco__rt.max_payload - regs->bytes)
-        return disco_error_set(DISCO_EMSGSIZE, "a message with %zu bytes of data is above "
-                               "the limit of %u (DISCO_MAX_FRAME)", regs->bytes + len,
-                               disco__rt.max_payload);
+    int rc = check_total(regs, len);
+    if (rc)
+        return rc;
     if (regs->n == regs->cap) {
         size_t cap = regs->cap ? 2 * regs->cap : 4;
         disco__mem_reg **reg = realloc(regs->reg, cap * sizeof(*reg));
@@ -40,8 +70,7 @@ static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
         regs->reg = reg;
         regs->cap = cap;
     }
-    int rc = disco__mem_get(regs->x, ptr, len, &regs->reg[regs->n]);
-    if (rc)
+    if ((rc = disco__mem_get(regs->x, ptr, len, &regs->reg[regs->n])))
         return rc;
     size_t keylen;
     const uint8_t *key = disco__mem_key(regs->reg[regs->n], &keylen);
@@ -54,14 +83,26 @@ static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
     return 0;
 }
 
-bool disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out)
+/* Whether ptr is the data of one of the scope's items. */
+static bool in_scope(void *ctx, const void *ptr, size_t len)
+{
+    (void)len;
+    const disco_value *scope = ((disco__rdv_regs *)ctx)->scope;
+    for (size_t i = 0; i < scope->list.n; i++) {
+        const disco_value *v = &scope->list.items[i];
+        if ((v->type == DISCO_BYTES && v->bytes.ptr == ptr) ||
+            (v->type == DISCO_ARRAY && v->array.data == ptr))
+            return true;
+    }
+    return false;
+}
+
+void disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *out)
 {
     disco__xport *x = rma_path(p);
-    if (!x)
-        return false;
     regs->x = x;
-    *out = (disco__rdv_out){.min = eager_max(x), .expose = expose, .ctx = regs};
-    return true;
+    *out = (disco__rdv_out){.min = eager_max(x), .wants = regs->scope ? in_scope : NULL,
+                            .expose = x ? expose : expose_trailer, .ctx = regs};
 }
 
 void disco__rdv_release(disco__rdv_regs *regs)
@@ -69,13 +110,13 @@ void disco__rdv_release(disco__rdv_regs *regs)
     for (size_t i = 0; i < regs->n; i++)
         disco__mem_put(regs->reg[i]);
     free(regs->reg);
-    *regs = (disco__rdv_regs){0};
+    free(regs->trail);
+    *regs = (disco__rdv_regs){.scope = regs->scope};
 }
 
 disco__rdv_in *disco__rdv_accept(disco__peer *p, disco__rdv_wait *w)
 {
-    if (!(w->x = rma_path(p)))
-        return NULL;
+    w->x = rma_path(p);
     w->in.max_len = disco__rt.max_payload;
     w->in.pooled = true;
     w->from = p->pid;
@@ -106,9 +147,31 @@ static int start_read(disco__peer *p, disco__rdv_wait *w, size_t i)
     return rc;
 }
 
+/* Whether every read of w is of the kind its path takes: streamed ones
+ * have neither address nor key, RMA ones have both. */
+static bool reads_match(const disco__rdv_wait *w)
+{
+    for (size_t i = 0; i < w->in.n; i++)
+        if ((w->in.reads[i].d.keylen == 0) != (w->x == NULL))
+            return false;
+    return true;
+}
+
 void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w)
 {
     size_t n = w->in.n;
+    if (!reads_match(w)) {
+        atomic_store(&w->pending, 1);
+        finish_one(w, disco_error_set(DISCO_EPROTO, "rendezvous descriptors that do not "
+                                                    "fit the transport"));
+        return;
+    }
+    if (!w->x) { /* streamed: the bytes that follow the frame are its data */
+        atomic_store(&w->pending, 1);
+        p->trailer = w;
+        p->trailer_i = p->trailer_off = 0;
+        return;
+    }
     atomic_store(&w->pending, n + 1); /* + 1 until every read has started */
     if (!(w->reg = calloc(n, sizeof(*w->reg)))) {
         atomic_store(&w->pending, 1);
@@ -121,6 +184,39 @@ void disco__rdv_fetch(disco__peer *p, disco__rdv_wait *w)
             finish_one(w, rc);
     }
     finish_one(w, 0);
+}
+
+size_t disco__rdv_trailer_take(disco__peer *p, const uint8_t *data, size_t len)
+{
+    disco__rdv_wait *w = p->trailer;
+    size_t used = 0;
+    while (used < len && p->trailer_i < w->in.n) {
+        const disco__rdv_read *r = &w->in.reads[p->trailer_i];
+        size_t n = r->d.len - p->trailer_off;
+        if (n > len - used)
+            n = len - used;
+        memcpy((uint8_t *)r->dst + p->trailer_off, data + used, n);
+        disco__count_copy(n); /* the copy a socket needs: into place */
+        used += n;
+        if ((p->trailer_off += n) == r->d.len) {
+            p->trailer_i++;
+            p->trailer_off = 0;
+        }
+    }
+    if (p->trailer_i == w->in.n) {
+        p->trailer = NULL;
+        finish_one(w, 0);
+    }
+    return used;
+}
+
+void disco__rdv_trailer_abort(disco__peer *p, int status)
+{
+    disco__rdv_wait *w = p->trailer;
+    if (w) {
+        p->trailer = NULL;
+        finish_one(w, status);
+    }
 }
 
 void disco__rdv_wait_fini(disco__rdv_wait *w)

@@ -178,7 +178,11 @@ int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_va
                           disco__rdv_regs *regs)
 {
     disco__rdv_out out;
-    const disco__rdv_out *rdv = regs && disco__rdv_policy(p, regs, &out) ? &out : NULL;
+    const disco__rdv_out *rdv = NULL;
+    if (regs) {
+        disco__rdv_policy(p, regs, &out);
+        rdv = &out;
+    }
     size_t size = 0;
     if (v && !(size = disco__value_encoded_size_rdv(v, rdv)))
         return disco_error_code(disco_last_error());
@@ -207,8 +211,21 @@ int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_va
         free(buf);
         return rc;
     }
-    struct iovec iov = {buf, DISCO__FRAME_HEADER_SIZE + size};
-    if ((rc = disco__peer_send(p, &iov, 1, buf))) {
+    /* Streamed rendezvous data goes right behind the frame, in the same
+     * send (rdv.h). */
+    size_t ntrail = regs ? regs->ntrail : 0;
+    struct iovec one[8], *iov = ntrail < 8 ? one : malloc((ntrail + 1) * sizeof(*iov));
+    if (!iov) {
+        free(buf);
+        return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    }
+    iov[0] = (struct iovec){buf, DISCO__FRAME_HEADER_SIZE + size};
+    for (size_t i = 0; i < ntrail; i++)
+        iov[i + 1] = regs->trail[i];
+    rc = disco__peer_send(p, iov, (int)(ntrail + 1), buf);
+    if (iov != one)
+        free(iov);
+    if (rc) {
         free(buf);
         return disco_error_set(rc, "process %d: connection closed", p->pid);
     }

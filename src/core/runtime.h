@@ -72,12 +72,22 @@ typedef struct disco__peer {
     bool upgraded; /* frames may flow: the transport is settled */
     disco__auth auth;
     bool auth_done;
-    /* Frame reassembly (progress thread only). */
+    /* Frame reassembly (progress thread only): a frame cut by the end of
+     * what arrived, rneed its size once its header is in (0 before). */
     uint8_t *rbuf;
-    size_t rlen, rcap;
+    size_t rlen, rcap, rneed;
+    /* Rendezvous data streamed after its frame (no RMA: see rdv.h), being
+     * received into place: the reads of trailer, from read trailer_i at
+     * byte trailer_off (progress thread only). */
+    struct disco__rdv_wait *trailer;
+    size_t trailer_i, trailer_off;
+    /* Calls from p that wait, in arrival order, for the first of them to
+     * have its arguments read (dispatch.c): calls start in the order they
+     * were made. Progress thread only. */
+    struct disco__call *waiting, *waiting_tail;
     /* Set once the peer is ready or gone; ready_status says which. */
     disco_event settled;
-    int ready_status;
+    _Atomic int ready_status; /* rewritten if it dies later: atomic */
     char host[DISCO__IDENTITY_HOST_MAX + 1]; /* from the handshake */
     char addr[DISCO__IDENTITY_ADDR_MAX + 1]; /* its listening address, ditto */
     bool joined; /* master: JOIN sent, so later workers learn of it */

@@ -16,8 +16,16 @@
 static const disco_transport_ops *const registry[] = {
     &disco__tcp_ops,
     &disco__shm_ops,
+    &disco__ofi_ops,
 };
 #define NREG (sizeof(registry) / sizeof(registry[0]))
+
+/* Whether `auto` starts a transport: every one but ofi, which only a name
+ * selects (see transport_set.h). */
+static bool in_auto(const disco_transport_ops *ops)
+{
+    return ops != &disco__ofi_ops;
+}
 
 #define SPEC_MAX 256
 #define ARG_MAX 64
@@ -40,7 +48,7 @@ static void parse_item(const char *item, choice *c)
 {
     if (!strcmp(item, "auto")) {
         for (size_t i = 0; i < NREG; i++)
-            c[i].on = true;
+            c[i].on |= in_auto(registry[i]);
         return;
     }
     bool exclude = item[0] == '^';

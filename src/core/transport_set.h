@@ -6,10 +6,18 @@
  * polls them all and, when idle, blocks on all of them at once.
  *
  * DISCO_TRANSPORT is a comma-separated list: `auto` (the default: every
- * transport this build has that can run here), a name with an optional
- * argument (`tcp`, `shm`, `ofi`, `ofi:verbs`), and `^name` to exclude one
- * (`auto,^shm`). A transport that cannot start is skipped: with a warning
- * when it was named, at debug level under `auto`.
+ * transport this build has that can run here, except ofi), a name with an
+ * optional argument (`tcp`, `shm`, `ofi`, `ofi:shm`, `ofi:tcp`,
+ * `ofi:verbs`: the argument is the libfabric provider), and `^name` to
+ * exclude one (`auto,^shm`); `auto,ofi` adds ofi to the rest. A transport
+ * that cannot start is skipped: with a warning when it was named, at debug
+ * level under `auto`.
+ *
+ * ofi stays out of `auto`: on a machine without fabric hardware
+ * libfabric's tcp and shm providers only emulate what disco's own TCP and
+ * shm transports do better, and loading libfabric costs memory in every
+ * worker (the idle worker's RSS budget is 10 MB). Name it where a fabric
+ * is there.
  */
 #ifndef DISCO_CORE_TRANSPORT_SET_H
 #define DISCO_CORE_TRANSPORT_SET_H

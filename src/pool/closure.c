@@ -11,6 +11,7 @@
 
 #include "core/runtime.h"
 #include "pool/pool.h"
+#include "disco/mem.h"
 #include "rpc/registry.h"
 #include "wire/wire.h"
 
@@ -27,6 +28,37 @@ static struct {
 } C = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 static _Atomic uint64_t next_closure_id;
+
+/* Captured data from this size on lives in registered memory (the smallest
+ * eager limit of the transports that read remotely: shm's). */
+#define POOLED_MIN (16 * 1024)
+
+/* Moves the data of captured's large bytes and arrays into disco_mem_alloc
+ * blocks: registered for good, so that workers may pull them by rendezvous
+ * whenever they need them (src/rpc/remotecall.h). */
+static int pool_large(disco_value *captured)
+{
+    disco_value *items = (disco_value *)captured->list.items;
+    for (size_t i = 0; i < captured->list.n; i++) {
+        disco_value *v = &items[i];
+        bool bytes = v->type == DISCO_BYTES;
+        size_t len = bytes ? v->bytes.len
+                   : v->type == DISCO_ARRAY ? v->array.n * disco_elem_size(v->array.elem) : 0;
+        if (len < POOLED_MIN)
+            continue;
+        void *old = (void *)(bytes ? v->bytes.ptr : v->array.data), *p = disco_mem_alloc(len);
+        if (!p)
+            return DISCO_ENOMEM;
+        memcpy(p, old, len);
+        free(old);
+        if (bytes)
+            v->bytes.ptr = p;
+        else
+            v->array.data = p;
+        v->flags |= DISCO__VALUE_POOLED;
+    }
+    return 0;
+}
 
 disco_closure *disco_closure_new(disco_function fn, const disco_value *captured, size_t n)
 {
@@ -50,6 +82,12 @@ disco_closure *disco_closure_new(disco_function fn, const disco_value *captured,
     if (rc) {
         free(c);
         disco_error_set(rc, "closure: captured values cannot be copied");
+        return NULL;
+    }
+    if ((rc = pool_large(&c->captured))) {
+        disco_value_free(&c->captured);
+        free(c);
+        disco_error_set(rc, "closure: no memory for the captured values");
         return NULL;
     }
     c->fn = fn;

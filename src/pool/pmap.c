@@ -23,6 +23,7 @@
 #include "core/runtime.h"
 #include "pool/pmap.h"
 #include "pool/pool.h"
+#include "rpc/remotecall.h"
 
 enum {
     MAX_WINDOW = 256,
@@ -279,7 +280,11 @@ static disco_future *unit_start(run *r, const unit *u, int pid, bool batched)
     disco__pool_closure_head(r->pool, pid, r->fn, r->closure, all, key, &sent);
     for (size_t k = 0; k < r->ncolls; k++)
         all[CLOSURE_HEAD + k] = disco__pmap_slice(&r->colls[k], u->lo, u->n);
-    disco_future *f = disco_remotecall(disco__pmap_batch, pid, all, CLOSURE_HEAD + r->ncolls);
+    disco_future *f = r->closure ? disco__remotecall_scoped(disco__pmap_batch, pid, all,
+                                                            CLOSURE_HEAD + r->ncolls,
+                                                            &r->closure->captured)
+                                 : disco_remotecall(disco__pmap_batch, pid, all,
+                                                    CLOSURE_HEAD + r->ncolls);
     if (f)
         disco__pool_note_sent(r->pool, pid, r->closure, sent);
     return f;

@@ -7,6 +7,7 @@
 #include "pool/pool.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
+#include "rpc/remotecall.h"
 
 void disco__pool_closure_head(disco_pool *pool, int pid, disco_function fn,
                               const disco_closure *c, disco_value head[CLOSURE_HEAD],
@@ -97,7 +98,8 @@ static int pool_send(disco_pool *pool, int pid, disco_function fn, const disco_c
     int rc;
     if (!fp)
         rc = disco_remote_do(target, pid, all, nall);
-    else if (!(*fp = disco_remotecall(target, pid, all, nall)))
+    else if (!(*fp = c ? disco__remotecall_scoped(target, pid, all, nall, &c->captured)
+                       : disco_remotecall(target, pid, all, nall)))
         rc = disco_error_code(disco_last_error());
     else
         rc = 0;

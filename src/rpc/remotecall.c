@@ -8,6 +8,7 @@
 #include "core/runtime.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
+#include "rpc/remotecall.h"
 
 /* A call to this process itself: it runs as a local task, on copies of
  * the arguments (the caller may free them at once, as with a remote call),
@@ -116,6 +117,17 @@ disco_future *disco_remotecall(disco_function fn, int pid, const disco_value *ar
 {
     disco_future *f = NULL;
     return send_call(DISCO__FRAME_CALL, fn, pid, args, nargs, &f, NULL) ? NULL : f;
+}
+
+disco_future *disco__remotecall_scoped(disco_function fn, int pid, const disco_value *args,
+                                       size_t nargs, const disco_value *scope)
+{
+    disco_future *f = NULL;
+    disco__rdv_regs regs = {.scope = scope};
+    int rc = send_call(DISCO__FRAME_CALL, fn, pid, args, nargs, &f, &regs);
+    /* The registrations are the blocks' own and outlive ours. */
+    disco__rdv_release(&regs);
+    return rc ? NULL : f;
 }
 
 int disco_remotecall_fetch(disco_function fn, int pid, const disco_value *args,

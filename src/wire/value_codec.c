@@ -102,8 +102,12 @@ static int put_blob(writer *w, const void *p, size_t n)
 
 static int put_u64(writer *w, uint64_t x) { return put(w, &x, 8); } /* little-endian host */
 
-/* Whether data of n bytes goes by rendezvous. */
-static bool by_rdv(const writer *w, size_t n) { return w->rdv && n && n >= w->rdv->min; }
+/* Whether data p[0..n) goes by rendezvous. */
+static bool by_rdv(const writer *w, const void *p, size_t n)
+{
+    return w->rdv && n && n >= w->rdv->min &&
+           (!w->rdv->wants || w->rdv->wants(w->rdv->ctx, p, n));
+}
 
 /* The rendezvous descriptor of data p[0..n) (its tags already written);
  * while counting, room for the longest key. */
@@ -173,7 +177,7 @@ static int encode_value(writer *w, const disco_value *v, int depth)
     case DISCO_BYTES:
         if (v->bytes.len && !v->bytes.ptr)
             return invalid("NULL bytes with a non-zero length", w->pos);
-        if (by_rdv(w, v->bytes.len)) {
+        if (by_rdv(w, v->bytes.ptr, v->bytes.len)) {
             if ((rc = put_u8(w, DISCO__TAG_RDV)) || (rc = put_u8(w, DISCO__TAG_BYTES)) ||
                 (rc = put_varint(w, v->bytes.len)))
                 return rc;
@@ -190,7 +194,7 @@ static int encode_value(writer *w, const disco_value *v, int depth)
             return invalid("NULL array with a non-zero length", w->pos);
         if (v->array.n > SIZE_MAX / es)
             return invalid("array larger than memory", w->pos);
-        bool rdv = by_rdv(w, v->array.n * es);
+        bool rdv = by_rdv(w, v->array.data, v->array.n * es);
         if ((rdv && (rc = put_u8(w, DISCO__TAG_RDV))) || (rc = put_u8(w, DISCO__TAG_ARRAY)) ||
             (rc = put_u8(w, (uint8_t)v->array.elem)) || (rc = put_varint(w, v->array.n)))
             return rc;

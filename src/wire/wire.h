@@ -80,10 +80,12 @@ typedef struct disco__rdv_desc {
 } disco__rdv_desc;
 
 /* Encoding: data runs (bytes, array data) of at least min bytes go as RDV
- * descriptors; expose registers one (0, or a status that fails the
- * encoding). Counting sizes does not call expose. */
+ * descriptors — only those wants accepts, when it is set; expose registers
+ * one (0, or a status that fails the encoding). Counting sizes calls wants
+ * but not expose. */
 typedef struct disco__rdv_out {
     size_t min;
+    bool (*wants)(void *ctx, const void *ptr, size_t len);
     int (*expose)(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d);
     void *ctx;
 } disco__rdv_out;

@@ -7,11 +7,22 @@
  * completion queue for everything and one address vector. A "connection"
  * is a pair of ids, one per side, agreed by a handshake:
  *
- *   connect: A -> B  HELLO  tag(HELLO, 0)      payload {A's id, A's address}
- *   accept:  B -> A  ACK    tag(ACK, A's id)   payload {B's id}
+ *   connect: A -> B  HELLO  tag(HELLO, 0)      payload {A's id, length of
+ *                                               A's address, A's address,
+ *                                               B's address}
+ *   accept:  B -> A  ACK    tag(ACK, A's id)   payload {B's id, B's address}
  *   data:    X -> Y  DATA   tag(DATA, Y's id)  payload: stream bytes
  *   close:   X -> Y  CLOSE  tag(CLOSE, Y's id) (fi_tinject, retried by
  *                                               progress until fini)
+ *
+ * Addresses are raw endpoint names. B accepts a HELLO only when it names B:
+ * a provider may resolve a name that is gone to another endpoint (shm 1.17
+ * delivers to a live endpoint of the same process), and B refuses such a
+ * HELLO with a CLOSE, which fails A's connect at once. A connection closed
+ * before its ACK came cannot send its CLOSE (it does not know B's id yet):
+ * the ACK that comes later, for no live connection, is answered with the
+ * CLOSE instead, so B's end does not stay open. Both CLOSEs are numbered 0,
+ * as A sends nothing numbered before the ACK.
  *
  * The tag (FI_TAGGED) carries the message kind, a sequence number and the
  * receiver's connection id, so a receive maps to its connection by the id
@@ -61,6 +72,13 @@
  * DISCO_OFI_CONNECT_TIMEOUT seconds (default 30) fails with
  * DISCO_ETIMEDOUT.
  *
+ * fini: what the provider accepted (data, CLOSEs) is still in the
+ * provider's hands, and a provider with manual progress (tcp;ofi_rxm) moves
+ * it only while we read the completion queue: fini drains it, for at most
+ * OFI_LINGER_MS (sends to a dead peer may never complete), before closing
+ * the endpoint. Otherwise a process that sends its last bytes and exits
+ * loses them.
+ *
  * RMA: mem_register is fi_mr_reg (FI_READ | FI_REMOTE_READ); the key is
  * {mr key, base}, base 0 when the provider takes virtual addresses
  * (FI_MR_VIRT_ADDR) or the registration's start otherwise (reads then use
@@ -105,6 +123,7 @@
 #define OFI_RMA_CHUNK (4u << 20) /* bytes per fi_read */
 #define OFI_AV_SIZE 256         /* DISCO_OFI_AV_SIZE overrides */
 #define OFI_CONNECT_TIMEOUT_S 30
+#define OFI_LINGER_MS 2000      /* fini's wait for sends in flight */
 #define OFI_ADDR_RAW_MAX 120    /* raw endpoint name (hex doubles it) */
 #define OFI_ADDR_PAD 512        /* raw names are copied into this much zeros */
 #define OFI_PEER_LEN 96
@@ -242,11 +261,15 @@ struct ofi_conn {
     _Atomic(void *) ctx;
 };
 
-/* A CLOSE the provider could not take at once (retried by progress). */
+/* A CLOSE the provider could not take at once, retried by progress until
+ * give_up: a peer that takes nothing for OFI_LINGER_MS is most likely dead
+ * (shm fills a dead peer's queue and refuses from then on), and retrying
+ * would keep progress polling instead of sleeping. */
 typedef struct ofi_close_msg {
     struct ofi_close_msg *next;
     fi_addr_t addr;
     uint64_t tag;
+    double give_up;
 } ofi_close_msg;
 
 /* An address inserted into the AV (never removed before fini). */
@@ -291,6 +314,8 @@ struct ofi_transport {
     pthread_cond_t cv;  /* conn_close waits here for a callback to end */
     /* Guarded by lock. */
     ofi_tx *tx_free;
+    int ntx_free;       /* buffers on tx_free: the rest are in use */
+    bool finishing;     /* fini drains: HELLOs are ignored */
     ofi_conn **slots;   /* id table */
     uint64_t *gens;
     size_t nslots;
@@ -378,6 +403,9 @@ int ofi_deliver_ready(ofi_transport *tp);
 double ofi_check_deadlines_locked(ofi_transport *tp, double now);
 /* Sends the CLOSEs the provider refused before, in order (lock held). */
 void ofi_close_retry_locked(ofi_transport *tp);
+/* Sends a CLOSE tagged tag to addr, or queues it behind refused ones (lock
+ * held). */
+void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t tag);
 /* Closes c: the shared part of conn_close and fini. */
 void ofi_conn_shutdown(ofi_conn *c);
 void ofi_conn_free(ofi_conn *c);
@@ -387,10 +415,10 @@ void ofi_conn_free(ofi_conn *c);
 /* Copies c's queued bytes into buffers and hands them to the provider, as
  * far as buffers and the provider allow (lock held). */
 void ofi_conn_push_locked(ofi_conn *c);
-/* Stages a control message (HELLO, ACK) on c ahead of any data (lock held).
- * 0 or DISCO_ENOMEM (no free buffer). */
+/* Stages a control message (HELLO, ACK) on c ahead of any data, its payload
+ * gathered from v (lock held). 0 or DISCO_ENOMEM (no free buffer). */
 int ofi_conn_stage_ctl_locked(ofi_conn *c, unsigned kind, uint64_t id,
-                              const void *p1, size_t n1, const void *p2, size_t n2);
+                              const struct iovec *v, int n);
 /* A buffer completed (lock held). */
 void ofi_tx_done_locked(ofi_transport *tp, ofi_tx *tx, int err, int prov_err);
 /* Returns tx to the free list (lock held). */
@@ -417,6 +445,10 @@ void ofi_wake(ofi_transport *tp);
 bool ofi_want_wake_locked(ofi_transport *tp);
 /* Posts rx (lock held). */
 void ofi_rx_post_locked(ofi_transport *tp, ofi_rx *rx);
+/* Reads the completion queue and retries refused CLOSEs (lock held; no
+ * connection left, so no callback runs). True when nothing is left in
+ * flight. */
+bool ofi_drain_locked(ofi_transport *tp);
 double ofi_now(void);
 
 /* The ops slots. */

@@ -281,7 +281,8 @@ void ofi_close_retry_locked(ofi_transport *tp)
 {
     ofi_close_msg *m;
     while ((m = tp->closes) != NULL) {
-        if (fi_tinject(tp->ep, NULL, 0, m->addr, m->tag) == -FI_EAGAIN)
+        if (fi_tinject(tp->ep, NULL, 0, m->addr, m->tag) == -FI_EAGAIN &&
+            ofi_now() < m->give_up)
             return;
         tp->closes = m->next; /* sent, or failed for good: the core learns
                                * of the close through its own connection */
@@ -291,21 +292,19 @@ void ofi_close_retry_locked(ofi_transport *tp)
     }
 }
 
-/* Tells the peer: an inject needs no buffer and no completion. One the
- * provider refuses now waits for progress, behind earlier ones. */
-static void send_close_locked(ofi_transport *tp, ofi_conn *c)
+/* An inject needs no buffer and no completion. One the provider refuses
+ * now waits for progress, behind earlier ones. */
+void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t tag)
 {
-    if (c->state != OFI_OPEN)
-        return;
-    uint64_t tag = ofi_tag(OFI_CLOSE, c->rid, c->tx_seq++);
-    if (!tp->closes && fi_tinject(tp->ep, NULL, 0, c->addr, tag) != -FI_EAGAIN)
+    if (!tp->closes && fi_tinject(tp->ep, NULL, 0, addr, tag) != -FI_EAGAIN)
         return;
     ofi_close_msg *m = malloc(sizeof(*m));
     if (!m)
         return; /* as if the provider had failed it */
     m->next = NULL;
-    m->addr = c->addr;
+    m->addr = addr;
     m->tag = tag;
+    m->give_up = ofi_now() + OFI_LINGER_MS / 1000.0;
     if (tp->closes_tail)
         tp->closes_tail->next = m;
     else
@@ -329,8 +328,9 @@ void ofi_conn_shutdown(ofi_conn *c)
         tp->close_waiters--;
     }
     int status = c->state == OFI_DEAD ? failed_send_status(c) : DISCO_ECLOSED;
-    send_close_locked(tp, c);
-    drop_staged_locked(c);
+    drop_staged_locked(c); /* gives back the sequence numbers they took */
+    if (c->state == OFI_OPEN) /* else see ofi.h: a stray ACK is answered */
+        ofi_send_close_locked(tp, c->addr, ofi_tag(OFI_CLOSE, c->rid, c->tx_seq++));
     ofi_conn_release_held_locked(c);
     detach_reads_locked(c, DISCO_ECLOSED);
     c->state = OFI_CLOSED;

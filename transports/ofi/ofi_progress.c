@@ -70,25 +70,35 @@ void ofi_rx_post_locked(ofi_transport *tp, ofi_rx *rx)
     rx->posted = rc == 0; /* else retried by the next round */
 }
 
-/* A HELLO: a peer connects. Payload: its id, its raw address. */
+/* A HELLO: a peer connects (payload: see ofi.h). */
 static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
 {
     uint64_t rid;
     fi_addr_t addr;
-    if (len <= sizeof(rid) || len - sizeof(rid) > OFI_ADDR_RAW_MAX)
-        return 0; /* malformed: nothing to answer */
+    if (len < sizeof(rid) + 1 || tp->finishing)
+        return 0; /* malformed, or too late: nothing to answer */
     memcpy(&rid, p, sizeof(rid));
-    const uint8_t *raw = p + sizeof(rid);
-    size_t rawlen = len - sizeof(rid);
+    size_t rawlen = p[sizeof(rid)];
+    const uint8_t *raw = p + sizeof(rid) + 1;
+    size_t rest = len - sizeof(rid) - 1;
+    if (rawlen == 0 || rawlen > OFI_ADDR_RAW_MAX || rawlen > rest)
+        return 0;
     if (ofi_av_lookup_locked(tp, raw, rawlen, &addr) != 0)
         return 0;
+    if (rest - rawlen != tp->rawlen || memcmp(raw + rawlen, tp->raw, tp->rawlen)) {
+        /* Meant for another endpoint: refuse, so that the connect fails
+         * now rather than at its deadline. */
+        ofi_send_close_locked(tp, addr, ofi_tag(OFI_CLOSE, rid, 0));
+        return 0;
+    }
     char peer[OFI_PEER_LEN];
     ofi_peer_name(tp, raw, rawlen, peer, sizeof(peer));
     ofi_conn *c = ofi_conn_new_locked(tp, OFI_OPEN, addr, peer, NULL);
     if (!c)
         return 0; /* the peer's connect times out */
     c->rid = rid;
-    if (ofi_conn_stage_ctl_locked(c, OFI_ACK, rid, &c->id, sizeof(c->id), NULL, 0)) {
+    const struct iovec ack[] = {{&c->id, sizeof(c->id)}, {tp->raw, tp->rawlen}};
+    if (ofi_conn_stage_ctl_locked(c, OFI_ACK, rid, ack, 2)) {
         /* No buffer for the ACK: the core never saw c, drop it. */
         pthread_mutex_unlock(&tp->lock);
         ofi_conn_shutdown(c);
@@ -102,11 +112,9 @@ static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
     return 1;
 }
 
-static void on_ack_locked(ofi_transport *tp, ofi_conn *c, const uint8_t *p,
-                          size_t len)
+static void on_ack_locked(ofi_conn *c, const uint8_t *p, size_t len)
 {
-    (void)tp;
-    if (c->state != OFI_CONNECTING || len != sizeof(c->rid))
+    if (c->state != OFI_CONNECTING || len < sizeof(c->rid))
         return;
     memcpy(&c->rid, p, sizeof(c->rid));
     c->state = OFI_OPEN;
@@ -118,11 +126,14 @@ static int deliver_rx_locked(ofi_transport *tp, ofi_conn *c, ofi_rx *rx)
 {
     int n = 1;
     if (rx->kind == OFI_ACK) {
-        on_ack_locked(tp, c, rx->buf, rx->len);
+        on_ack_locked(c, rx->buf, rx->len);
     } else if (rx->kind == OFI_DATA) {
         ofi_cb_enter_locked(tp, c);
         tp->cb.on_recv(tp->ctx, ofi_dc(c), rx->buf, rx->len);
         ofi_cb_leave_locked(tp);
+    } else if (c->state == OFI_CONNECTING) { /* see ofi.h */
+        ofi_conn_fail_locked(c, DISCO_ECLOSED, "ofi: %s refused the connection",
+                             c->peer);
     } else {
         ofi_conn_fail_locked(c, 0, "ofi: %s closed the connection", c->peer);
     }
@@ -146,6 +157,20 @@ static bool live(const ofi_conn *c)
     return c->state == OFI_OPEN || c->state == OFI_CONNECTING;
 }
 
+/* An ACK for a connection closed (or timed out) before it came: the
+ * acceptor's end is open, close it (see ofi.h). Payload: its id, its
+ * address. */
+static void on_stray_ack_locked(ofi_transport *tp, const uint8_t *p, size_t len)
+{
+    uint64_t rid;
+    fi_addr_t addr;
+    if (len <= sizeof(rid) || len - sizeof(rid) > OFI_ADDR_RAW_MAX)
+        return;
+    memcpy(&rid, p, sizeof(rid));
+    if (ofi_av_lookup_locked(tp, p + sizeof(rid), len - sizeof(rid), &addr) == 0)
+        ofi_send_close_locked(tp, addr, ofi_tag(OFI_CLOSE, rid, 0));
+}
+
 static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, uint64_t tag, size_t len)
 {
     rx->kind = (unsigned)(tag >> OFI_KIND_SHIFT);
@@ -159,6 +184,8 @@ static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, uint64_t tag, size_t len)
     uint64_t id = tag & OFI_ID_MASK;
     ofi_conn *c = ofi_conn_lookup_locked(tp, id);
     if (!c || !live(c)) { /* a late message for a closed connection */
+        if (rx->kind == OFI_ACK)
+            on_stray_ack_locked(tp, rx->buf, len);
         ofi_rx_post_locked(tp, rx);
         return 0;
     }
@@ -240,6 +267,13 @@ static int read_cq_locked(ofi_transport *tp)
             break;
     }
     return n;
+}
+
+bool ofi_drain_locked(ofi_transport *tp)
+{
+    read_cq_locked(tp);
+    ofi_close_retry_locked(tp);
+    return tp->ntx_free == OFI_NTX && !tp->closes;
 }
 
 /* One round of work (see the top of the file). Returns what happened. */

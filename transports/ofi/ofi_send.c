@@ -21,6 +21,7 @@ void ofi_tx_release_locked(ofi_transport *tp, ofi_tx *tx)
     tx->cid = 0;
     tx->next = tp->tx_free;
     tp->tx_free = tx;
+    tp->ntx_free++;
 }
 
 static ofi_tx *tx_take_locked(ofi_transport *tp, ofi_conn *c, unsigned kind,
@@ -30,6 +31,7 @@ static ofi_tx *tx_take_locked(ofi_transport *tp, ofi_conn *c, unsigned kind,
     if (!tx)
         return NULL;
     tp->tx_free = tx->next;
+    tp->ntx_free--;
     tx->next = NULL;
     tx->cid = c->id;
     tx->dest = c->addr;
@@ -130,17 +132,17 @@ void ofi_conn_push_locked(ofi_conn *c)
 }
 
 int ofi_conn_stage_ctl_locked(ofi_conn *c, unsigned kind, uint64_t id,
-                              const void *p1, size_t n1, const void *p2, size_t n2)
+                              const struct iovec *v, int n)
 {
     ofi_tx *tx = tx_take_locked(c->tp, c, kind, id);
     if (!tx)
         return disco_error_set(DISCO_ENOMEM,
                                "ofi: no free send buffer for a handshake with %s",
                                c->peer);
-    memcpy(tx->buf, p1, n1);
-    if (n2)
-        memcpy(tx->buf + n1, p2, n2);
-    tx->len = n1 + n2;
+    for (int i = 0; i < n; i++) {
+        memcpy(tx->buf + tx->len, v[i].iov_base, v[i].iov_len);
+        tx->len += v[i].iov_len;
+    }
     return 0;
 }
 

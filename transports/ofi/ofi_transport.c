@@ -27,6 +27,7 @@
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "base/env.h"
@@ -367,8 +368,12 @@ int ofi_connect(disco_transport *dtp, const char *address, void *ctx,
         return disco_error_set(DISCO_ENOMEM, "ofi: out of memory");
     }
     c->deadline = ofi_now() + tp->connect_timeout;
-    if (ofi_conn_stage_ctl_locked(c, OFI_HELLO, 0, &c->id, sizeof(c->id), tp->raw,
-                                  tp->rawlen) != 0)
+    uint8_t mylen = (uint8_t)tp->rawlen;
+    const struct iovec hello[] = {{&c->id, sizeof(c->id)},
+                                  {&mylen, 1},
+                                  {tp->raw, tp->rawlen},
+                                  {raw, rawlen}};
+    if (ofi_conn_stage_ctl_locked(c, OFI_HELLO, 0, hello, 4) != 0)
         ofi_conn_fail_locked(c, DISCO_ENOMEM, "ofi: connect to %s: %s", peer,
                              disco_error_message(disco_last_error()));
     ofi_conn_push_locked(c);
@@ -378,6 +383,21 @@ int ofi_connect(disco_transport *dtp, const char *address, void *ctx,
         ofi_wake(tp);
     *out = ofi_dc(c);
     return 0;
+}
+
+/* See ofi.h (fini). */
+static void linger(ofi_transport *tp)
+{
+    double end = ofi_now() + OFI_LINGER_MS / 1000.0;
+    const struct timespec pause = {0, 100000};
+    pthread_mutex_lock(&tp->lock);
+    tp->finishing = true;
+    while (!ofi_drain_locked(tp) && ofi_now() < end) {
+        pthread_mutex_unlock(&tp->lock);
+        nanosleep(&pause, NULL);
+        pthread_mutex_lock(&tp->lock);
+    }
+    pthread_mutex_unlock(&tp->lock);
 }
 
 void ofi_fini(disco_transport *dtp)
@@ -395,15 +415,28 @@ void ofi_fini(disco_transport *dtp)
             break;
         ofi_conn_shutdown(c);
     }
+    linger(tp);
     destroy(tp);
+}
+
+/* shm reaches the processes of this node only; RMA needs FI_RMA. */
+static uint64_t ofi_caps_of(disco_transport *dtp)
+{
+    ofi_transport *tp = ofi_tp(dtp);
+    uint64_t caps = DISCO_TRANSPORT_CAP_STREAM | DISCO_TRANSPORT_CAP_SAME_NODE;
+    if (strcmp(tp->prov, "shm") != 0)
+        caps |= DISCO_TRANSPORT_CAP_CROSS_NODE;
+    if (tp->has_rma)
+        caps |= DISCO_TRANSPORT_CAP_RMA;
+    return caps;
 }
 
 const disco_transport_ops disco__ofi_ops = {
     .size = sizeof(disco_transport_ops),
     .name = "ofi",
-    /* What the transport does with some provider: shm reaches only this
-     * node, and a provider without FI_RMA makes mem_register and rma_read
-     * fail with DISCO_ENOSYS. */
+    /* What the transport does with some provider; caps_of tells what an
+     * instance does with its own (mem_register and rma_read fail with
+     * DISCO_ENOSYS without FI_RMA). */
     .caps = DISCO_TRANSPORT_CAP_STREAM | DISCO_TRANSPORT_CAP_CROSS_NODE |
             DISCO_TRANSPORT_CAP_SAME_NODE | DISCO_TRANSPORT_CAP_RMA,
     .rank = 10, /* above tcp (0), below the native shm transport (20) */
@@ -424,4 +457,5 @@ const disco_transport_ops disco__ofi_ops = {
     .mem_register = ofi_mem_register,
     .mem_deregister = ofi_mem_deregister,
     .rma_read = ofi_rma_read,
+    .caps_of = ofi_caps_of,
 };
