@@ -1260,9 +1260,12 @@ static void test_no_fd_leak(void **state)
 }
 
 /* Every case runs once per provider, in one cmocka group (one TAP plan):
- * a case's setup selects its provider, probed once. */
-static const char *const provs[] = {"shm", "tcp"};
-static int prov_state[2]; /* 0: not probed, 1: offered, -1: not offered */
+ * a case's setup selects its provider, probed once. shm and tcp run by
+ * default; verbs when DISCO_TEST_OFI_PROVIDERS names it (scripts/check-rdma
+ * does, in a VM with a soft-RoCE device). */
+static const char *const provs[] = {"shm", "tcp", "verbs"};
+#define DEFAULT_PROVS 2
+static int prov_state[3]; /* 0: not probed, 1: offered, -1: not offered */
 
 static int select_provider(void **state)
 {
@@ -1326,7 +1329,7 @@ int main(int argc, char **argv)
         cmocka_set_test_filter(getenv("DISCO_TEST_FILTER"));
     size_t n = 0;
     for (size_t p = 0; p < NPROVS; p++) {
-        if (which && !strstr(which, provs[p]))
+        if (which ? !strstr(which, provs[p]) : p >= DEFAULT_PROVS)
             continue;
         for (size_t i = 0; i < NCASES; i++, n++) {
             snprintf(names[n], sizeof(names[n]), "%s_%s", cases[i].name, provs[p]);
