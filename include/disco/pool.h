@@ -71,7 +71,8 @@ DISCO_API disco_pool *disco_default_worker_pool(void);
 
 /* Frees a pool made by one of the _new functions (the default pool is left
  * alone); a CachingPool first clears its caches (disco_clear). Nobody may
- * be using it. NULL is allowed. */
+ * be using it; workers still being handed back after calls that went
+ * through it (once each call finishes) are waited for. NULL is allowed. */
 DISCO_API void disco_pool_free(disco_pool *pool);
 
 /* Adds pid as a member and marks it idle (Julia's push!(pool, pid)).

@@ -16,6 +16,7 @@
 #define DISCO_POOL_POOL_H
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 
 #include "disco/channel.h"
@@ -44,6 +45,9 @@ struct disco_pool {
     bool is_default;
     uint64_t id;         /* in cache keys */
     uint64_t generation; /* CachingPool: bumped by disco_clear */
+    /* Workers still to be handed back by a task once their calls finish
+     * (pool_call.c): disco_pool_free waits for them. */
+    atomic_size_t givebacks;
 };
 
 struct disco_closure {

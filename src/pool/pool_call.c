@@ -149,10 +149,12 @@ static bool spawn_give_back(giveback *g)
 
 static void give_back_now(giveback *g)
 {
-    disco_pool_put(g->pool, g->pid);
+    disco_pool *pool = g->pool;
+    disco_pool_put(pool, g->pid);
     for (size_t i = 0; i < g->n; i++)
         disco_future_release(g->f[i]);
     free(g);
+    atomic_fetch_sub(&pool->givebacks, 1); /* the last touch: it may go now */
 }
 
 /* The calls' outcomes stay in their futures, for their owners. An
@@ -182,6 +184,7 @@ void disco__pool_put_when_done(disco_pool *pool, int pid, disco_future *const *f
         return;
     }
     *g = (giveback){pool, pid, n};
+    atomic_fetch_add(&pool->givebacks, 1);
     for (size_t i = 0; i < n; i++) {
         g->f[i] = fs[i];
         disco__future_retain(fs[i]);

@@ -161,6 +161,10 @@ void disco_pool_free(disco_pool *pool)
 {
     if (!pool || pool->is_default)
         return;
+    /* Calls that have finished may still have their worker on the way
+     * back (a task hands it back): wait for those hand-backs. */
+    while (atomic_load(&pool->givebacks))
+        disco_sleep(0.0005);
     if (pool->caching)
         disco_clear(pool);
     pthread_mutex_lock(&P.lock);

@@ -452,6 +452,9 @@ bool ofi_drain_locked(ofi_transport *tp);
 double ofi_now(void);
 
 /* The ops slots. */
+/* ofi_lib.c: loads libfabric (once); 0 or DISCO_ENOSYS saying why. */
+int ofi_lib_load(void);
+
 int ofi_init(disco_transport **tp, const char *host, const char *arg,
              const disco_transport_callbacks *cb, void *ctx);
 int ofi_local_address(disco_transport *tp, char *buf, size_t len);

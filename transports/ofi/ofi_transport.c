@@ -307,6 +307,9 @@ int ofi_init(disco_transport **out, const char *host, const char *arg,
                                "ofi: init needs an output and all four callbacks");
     if (arg && (!*arg || strlen(arg) > 48))
         return disco_error_set(DISCO_EINVAL, "ofi: bad provider name \"%s\"", arg);
+    int lrc = ofi_lib_load();
+    if (lrc)
+        return lrc;
     struct fi_info *info = choose(host, arg);
     if (!info)
         return disco_error_code(disco_last_error());
