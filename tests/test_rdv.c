@@ -370,6 +370,33 @@ static void test_calls_start_in_order(void **state)
     disco_closure_free(c);
 }
 
+/* Registered in the master only, at run time: unknown to the worker. */
+static int master_only(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    return 0;
+}
+
+/* A call of a function the worker does not know, with a large argument:
+ * refused with DISCO_ENOFUNC once the argument is in (over TCP it follows
+ * the frame in the stream), and the connection goes on. */
+static void test_unknown_function_large_argument(void **state)
+{
+    (void)state;
+    assert_int_equal(disco_register("master_only", master_only), 0);
+    uint8_t *buf = calloc(1, BIG);
+    assert_non_null(buf);
+    disco_value v = disco_bytes(buf, BIG);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(disco_remotecall_fetch(master_only, worker, &v, 1, NULL),
+                         DISCO_ENOFUNC);
+        assert_non_null(strstr(disco_error_message(disco_last_error()), "not registered"));
+        uint64_t here;
+        call_digest(&v, fnv(buf, BIG), &here); /* the worker still answers */
+    }
+    free(buf);
+}
+
 /* Many large calls in flight from several tasks at once. */
 static int many_calls(void *arg, void **res)
 {
@@ -467,6 +494,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_caching_pool_payload),
         cmocka_unit_test(test_remote_channel_items),
         cmocka_unit_test(test_calls_start_in_order),
+        cmocka_unit_test(test_unknown_function_large_argument),
         cmocka_unit_test(test_sender_dies),
         cmocka_unit_test(test_worker_killed),
     };

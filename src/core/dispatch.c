@@ -178,7 +178,8 @@ static int upgraded_as_acceptor(disco__peer *p)
 typedef struct disco__call {
     struct disco__call *next; /* in from->waiting */
     int status;               /* > 0: arguments still being read */
-    disco_error *err;         /* why they could not be, for the answer */
+    int refused;              /* not to run: its function is unknown */
+    disco_error *err;         /* why it fails, for the answer */
     disco__peer *from;
     disco__frame_header h;
     disco_function fn;
@@ -305,8 +306,13 @@ static void arguments_read(disco__rdv_wait *w)
     if (rc)
         rc = disco_error_set(rc, "the arguments (%zu bytes by rendezvous) could not be read "
                                  "from process %d: %s", total, w->from, disco_strerror(rc));
+    if (rc) {
+        disco_error_free(c->err);
+        c->err = disco_error_take();
+    } else {
+        rc = c->refused; /* c->err says why */
+    }
     c->status = rc;
-    c->err = rc ? disco_error_take() : NULL;
     start_waiting(c->from);
 }
 
@@ -315,13 +321,6 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
 {
     const char *name = NULL;
     disco_function fn = disco__function_by_id(h->function_id, &name);
-    if (!fn) {
-        refuse_call(p, h, disco_error_set(DISCO_ENOFUNC,
-                                          "function %#llx is not registered on worker %d",
-                                          (unsigned long long)h->function_id,
-                                          disco__rt.myid));
-        return;
-    }
     call *c = calloc(1, sizeof(*c));
     if (!c) {
         refuse_call(p, h, disco_error_set(DISCO_ENOMEM, "no memory for a call"));
@@ -335,6 +334,14 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");
     }
+    /* A call of an unknown function is refused once its arguments are in:
+     * data streamed behind its frame must be taken off the stream first. */
+    if (rc == 0 && !fn) {
+        c->refused = disco_error_set(DISCO_ENOFUNC,
+                                     "function %#llx is not registered on worker %d",
+                                     (unsigned long long)h->function_id, disco__rt.myid);
+        c->err = disco_error_take();
+    }
     if (rc == 0 && c->rdv.in.n) { /* it waits for its arguments, in line */
         c->status = 1;
         c->rdv.done = arguments_read;
@@ -343,8 +350,14 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
         return;
     }
     if (rc == 0 && p->waiting) { /* behind one that waits */
+        c->status = c->refused;
         wait_in_line(p, c);
         return;
+    }
+    if (rc == 0 && c->refused) {
+        rc = c->refused;
+        disco_error_put(c->err); /* the answer's message */
+        c->err = NULL;
     }
     start_call(c, rc);
 }
