@@ -24,14 +24,24 @@ static size_t eager_max(const disco__xport *x)
     return x && x->ops->eager_max ? x->ops->eager_max : 64 * 1024;
 }
 
-/* The receiver takes at most DISCO_MAX_FRAME bytes of it per message, as
- * of a message sent inline. */
-static int check_total(const disco__rdv_regs *regs, size_t len)
+/* Room for len more bytes of data (the receiver takes at most
+ * DISCO_MAX_FRAME bytes per message, as of a message sent inline) and for
+ * entry n of *arr, an array of *cap entries of size bytes. */
+static int make_room(const disco__rdv_regs *regs, size_t len, void **arr, size_t *cap,
+                     size_t n, size_t size)
 {
     if (len > disco__rt.max_payload - regs->bytes)
         return disco_error_set(DISCO_EMSGSIZE, "a message with %zu bytes of data is above "
                                "the limit of %u (DISCO_MAX_FRAME)", regs->bytes + len,
                                disco__rt.max_payload);
+    if (n < *cap)
+        return 0;
+    size_t more = *cap ? 2 * *cap : 4;
+    void *a = realloc(*arr, more * size);
+    if (!a)
+        return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    *arr = a;
+    *cap = more;
     return 0;
 }
 
@@ -39,17 +49,11 @@ static int check_total(const disco__rdv_regs *regs, size_t len)
 static int expose_trailer(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
 {
     disco__rdv_regs *regs = ctx;
-    int rc = check_total(regs, len);
+    void *arr = regs->trail;
+    int rc = make_room(regs, len, &arr, &regs->trail_cap, regs->ntrail, sizeof(*regs->trail));
+    regs->trail = arr;
     if (rc)
         return rc;
-    if (regs->ntrail == regs->trail_cap) {
-        size_t cap = regs->trail_cap ? 2 * regs->trail_cap : 4;
-        struct iovec *t = realloc(regs->trail, cap * sizeof(*t));
-        if (!t)
-            return disco_error_set(DISCO_ENOMEM, "no memory for a message");
-        regs->trail = t;
-        regs->trail_cap = cap;
-    }
     regs->trail[regs->ntrail++] = (struct iovec){(void *)ptr, len};
     regs->bytes += len;
     *d = (disco__rdv_desc){.len = len}; /* no address, no key: it follows */
@@ -59,17 +63,11 @@ static int expose_trailer(void *ctx, const void *ptr, size_t len, disco__rdv_des
 static int expose(void *ctx, const void *ptr, size_t len, disco__rdv_desc *d)
 {
     disco__rdv_regs *regs = ctx;
-    int rc = check_total(regs, len);
+    void *arr = regs->reg;
+    int rc = make_room(regs, len, &arr, &regs->cap, regs->n, sizeof(*regs->reg));
+    regs->reg = arr;
     if (rc)
         return rc;
-    if (regs->n == regs->cap) {
-        size_t cap = regs->cap ? 2 * regs->cap : 4;
-        disco__mem_reg **reg = realloc(regs->reg, cap * sizeof(*reg));
-        if (!reg)
-            return disco_error_set(DISCO_ENOMEM, "no memory for a registration");
-        regs->reg = reg;
-        regs->cap = cap;
-    }
     if ((rc = disco__mem_get(regs->x, ptr, len, &regs->reg[regs->n])))
         return rc;
     size_t keylen;

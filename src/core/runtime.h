@@ -65,9 +65,9 @@ typedef struct disco__peer {
     /* The data path once upgraded, NULL before (or when staying on TCP);
      * guarded by conn_lock like conn. */
     disco__link *fast;
-    /* Handshake initiator: the UPGRADE offer is out, the answer is not in;
-     * the link that answers it arrives with the session secret. */
-    bool await_upgrade;
+    /* Handshake initiator, while the UPGRADE answer is due: its link in
+     * disco__rt.awaiting (the link that answers arrives with the session
+     * secret). */
     struct disco__peer *await_next;
     bool upgraded; /* frames may flow: the transport is settled */
     disco__auth auth;

@@ -54,7 +54,6 @@ int disco__upgrade_offer(disco__peer *p)
     disco_value fields[2] = {disco_str(disco__rt.node), disco_list(offers, n)};
     disco_value v = disco_list(fields, 2);
     pthread_mutex_lock(&disco__rt.lock);
-    p->await_upgrade = true;
     p->await_next = disco__rt.awaiting;
     disco__rt.awaiting = p;
     pthread_mutex_unlock(&disco__rt.lock);
@@ -70,7 +69,6 @@ void disco__upgrade_forget(disco__peer *p)
             *q = p->await_next;
             break;
         }
-    p->await_upgrade = false;
     pthread_mutex_unlock(&disco__rt.lock);
 }
 
@@ -85,7 +83,6 @@ static disco__peer *claim(const uint8_t *session)
         if (mine && !CRYPTO_memcmp(mine, session, DISCO__AUTH_MAC_SIZE)) {
             found = *q;
             *q = found->await_next;
-            found->await_upgrade = false;
             break;
         }
     }
