@@ -19,8 +19,12 @@ int disco__waiter_wait(disco__waiter *w)
         while (!atomic_load_explicit(&w->signal, memory_order_acquire))
             disco__task_park();
     } else if (!disco__sched_foreign_spin(&w->signal)) {
-        while (!atomic_load_explicit(&w->signal, memory_order_acquire))
-            disco__futex_wait(&w->signal, 0, UINT64_MAX);
+        uint32_t s = DISCO__WAITING;
+        if (atomic_compare_exchange_strong_explicit(&w->signal, &s, DISCO__ASLEEP,
+                                                    memory_order_acquire,
+                                                    memory_order_acquire))
+            while (atomic_load_explicit(&w->signal, memory_order_acquire) != DISCO__WOKEN)
+                disco__futex_wait(&w->signal, DISCO__ASLEEP, UINT64_MAX);
     }
     return w->result;
 }
@@ -33,16 +37,17 @@ void disco__waiter_wake(disco__waiter *w, int result)
         /* Once signal is set the task may run on, finish and be freed
          * before we unpark it: hold a reference across the unpark. */
         disco__task_ref(t);
-        atomic_store_explicit(&w->signal, 1, memory_order_release);
+        atomic_store_explicit(&w->signal, DISCO__WOKEN, memory_order_release);
         disco__task_unpark(t);
         disco__task_unref(t);
     } else {
-        /* The waiting thread may return and pop w off its stack as soon as
-         * it sees signal; futex_wake on a dead address is harmless (at
-         * worst a spurious wake of an unrelated futex, which all callers
-         * tolerate). */
-        atomic_store_explicit(&w->signal, 1, memory_order_release);
-        disco__futex_wake(&w->signal, 1);
+        /* A thread that still spins sees the store: no syscall. One that
+         * sleeps may return and pop w off its stack as soon as it sees it;
+         * futex_wake on a dead address is harmless (at worst a spurious
+         * wake of an unrelated futex, which all callers tolerate). */
+        if (atomic_exchange_explicit(&w->signal, DISCO__WOKEN, memory_order_acq_rel) ==
+            DISCO__ASLEEP)
+            disco__futex_wake(&w->signal, 1);
     }
 }
 

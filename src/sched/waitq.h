@@ -27,10 +27,14 @@
 typedef struct disco__waiter {
     struct disco__waiter *next;
     disco_task *task;        /* NULL: a foreign thread */
-    _Atomic uint32_t signal; /* 0 until woken; futex word for threads */
+    _Atomic uint32_t signal; /* DISCO__WAITING, _WOKEN or _ASLEEP (waitq.c) */
     int result;              /* set by the waker */
     void *buf;               /* owner-defined (channels: the item) */
 } disco__waiter;
+
+/* signal: a thread about to sleep on the futex says so (ASLEEP), so that
+ * its waker pays for futex_wake only then, not after a spinning wait. */
+enum { DISCO__WAITING = 0, DISCO__WOKEN = 1, DISCO__ASLEEP = 2 };
 
 /* Prepares a waiter for the calling task or thread. */
 void disco__waiter_init(disco__waiter *w);
