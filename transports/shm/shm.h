@@ -135,6 +135,12 @@ struct shm_conn {
     shm_conn *prev, *next; /* tp->conns */
     shm_conn *znext;       /* tp->zombies */
 
+    /* Progress must look at c under mu: set by whoever leaves it work
+     * (shm_conn_unlock), cleared by progress when nothing is left. Without
+     * it, progress only peeks at the ring: no lock while c is idle. */
+    atomic_bool kick;
+    bool ring_open;        /* progress thread only: OPEN when last seen */
+
     pid_t peer_pid;        /* from SO_PEERCRED, immutable once OPEN */
     char peer[SHM_PEER_LEN];
     _Atomic(void *) ctx;
@@ -150,7 +156,7 @@ struct shm_transport {
     /* Guarded by lock. */
     shm_conn *conns;       /* every live connection (not yet conn_close'd) */
     shm_conn *zombies;     /* closed during a progress call, freed after it */
-    unsigned long gen;     /* bumped when conns changes */
+    _Atomic unsigned long gen; /* bumped when conns changes (read unlocked) */
     bool in_progress;
 
     /* Written with seq_cst (see the wake-ups above). */
@@ -168,6 +174,14 @@ struct shm_transport {
 static inline shm_transport *shm_tp(disco_transport *tp)
 {
     return (shm_transport *)(void *)tp;
+}
+
+/* Unlocks c->mu after a change that progress must act on (a send, a read,
+ * a state change): progress then looks at c under mu on its next call. */
+static inline void shm_conn_unlock(shm_conn *c)
+{
+    atomic_store_explicit(&c->kick, true, memory_order_release);
+    pthread_mutex_unlock(&c->mu);
 }
 
 static inline shm_conn *shm_c(disco_conn *c)

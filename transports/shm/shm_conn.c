@@ -24,6 +24,7 @@ shm_conn *shm_conn_new(shm_transport *tp, int sock, shm_state state,
     pthread_cond_init(&c->cv, NULL);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     atomic_init(&c->ctx, ctx);
+    atomic_init(&c->kick, true); /* progress has not seen it yet */
     return c;
 }
 
@@ -291,7 +292,7 @@ bool shm_conn_shutdown(shm_conn *c, int status)
     c->head = c->tail = NULL;
     c->reads = c->reads_tail = NULL;
     c->nqueued = 0;
-    pthread_mutex_unlock(&c->mu);
+    shm_conn_unlock(c);
     complete_detached(c, done, pos, len, head, reads, status);
     return unlink_conn(c);
 }

@@ -141,7 +141,7 @@ static int try_open(shm_conn *c)
         tp->cb.on_accept(tp->ctx, shm_dc(c));
         shm_conn_cb_leave_locked(c);
     }
-    pthread_mutex_unlock(&c->mu);
+    shm_conn_unlock(c);
     if (r < 0 && !shm_conn_shutdown(c, DISCO_ECLOSED)) /* the core never saw it */
         shm_conn_free(c);
     return r > 0;
@@ -253,6 +253,6 @@ int shm_conn_sock_event(shm_conn *c)
                                  c->peer, strerror_r((int)-r, buf, sizeof(buf)));
         }
     }
-    pthread_mutex_unlock(&c->mu);
+    shm_conn_unlock(c);
     return n;
 }

@@ -48,6 +48,10 @@ int shm_conn_read_locked(shm_conn *c, size_t budget)
 /* Takes a new snapshot of the connections if the list changed. */
 static int refresh_scan(shm_transport *tp)
 {
+    /* seq_cst: pairs with unlink_conn's bump and its look at in_progress
+     * (shm_conn.c), so that a connection it frees is out of our snapshot. */
+    if (atomic_load(&tp->gen) == tp->scan_gen)
+        return 0;
     int rc = 0;
     pthread_mutex_lock(&tp->lock);
     if (tp->scan_gen != tp->gen) {
@@ -76,8 +80,15 @@ out:
 
 static int service(shm_conn *c)
 {
+    /* Idle: nothing in the ring, nothing left by others (kick). The ring
+     * is read without mu: only progress moves its read count, and the
+     * segment stays mapped until c is freed, after progress. */
+    if (!atomic_load_explicit(&c->kick, memory_order_acquire) &&
+        !(c->ring_open && shm_ring_readable(&c->seg)))
+        return 0;
     int n = 0;
     pthread_mutex_lock(&c->mu);
+    atomic_store_explicit(&c->kick, false, memory_order_relaxed);
     /* A connector looks for the reply on every call until it has it, rather
      * than every SHM_EPOLL_EVERY calls: one recv per call, only then. */
     if (c->state == SHM_OPEN && c->peer_evfd < 0)
@@ -88,6 +99,11 @@ static int service(shm_conn *c)
             n += shm_conn_write_queue_locked(c);
     }
     bool owes = c->state != SHM_CLOSED && shm_conn_owes_locked(c);
+    /* What only a look under mu finds: a reply awaited, bytes queued for
+     * room, callbacks owed (deliver may leave some for the next call). */
+    c->ring_open = c->state == SHM_OPEN;
+    if ((c->ring_open && (c->peer_evfd < 0 || c->head)) || owes)
+        atomic_store_explicit(&c->kick, true, memory_order_relaxed);
     pthread_mutex_unlock(&c->mu);
     return owes ? n + shm_conn_deliver(c) : n;
 }

@@ -144,6 +144,12 @@ static inline size_t shm_ring_peek(shm_seg *s, const uint8_t **p)
  * smaller pieces, a producer and a consumer polling each other would pass
  * the bytes a few at a time (bench_shm, spinning 1 MiB round trips on a
  * loaded 2-core machine: 3.5 ms that way, 0.5 ms with the threshold). */
+/* Whether the ring has bytes to read (consumer side). */
+static inline bool shm_ring_readable(const shm_seg *s)
+{
+    return atomic_load_explicit(&s->rx->head, memory_order_acquire) != s->rx_tail;
+}
+
 static inline uint64_t shm_ring_batch(const shm_seg *s)
 {
     return s->size / 4;

@@ -137,7 +137,7 @@ int shm_rma_read(disco_conn *dc, void *dst, disco_mr *dst_mr, uint64_t raddr,
     else
         c->reads = r;
     c->reads_tail = r;
-    pthread_mutex_unlock(&c->mu);
+    shm_conn_unlock(c);
     shm_note_done(c->tp);
     return 0;
 }

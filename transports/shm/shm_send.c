@@ -175,6 +175,6 @@ int shm_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt, void *token
     if (c->state == SHM_OPEN)
         want_room_locked(c);
 out:
-    pthread_mutex_unlock(&c->mu);
+    shm_conn_unlock(c);
     return rc;
 }
