@@ -9,9 +9,7 @@
 /* The data path of p when it can do RMA, else NULL (streamed). */
 static disco__xport *rma_path(disco__peer *p)
 {
-    pthread_rwlock_rdlock(&p->conn_lock);
-    disco__xport *x = p->fast ? p->fast->x : NULL; /* transports outlive links */
-    pthread_rwlock_unlock(&p->conn_lock);
+    disco__xport *x = atomic_load_explicit(&p->fast_x, memory_order_acquire);
     return x && (x->caps & DISCO_TRANSPORT_CAP_RMA) ? x : NULL;
 }
 

@@ -138,6 +138,7 @@ void disco__peer_close(disco__peer *p)
     disco__link *l = p->fast;
     p->conn = NULL;
     p->fast = NULL;
+    atomic_store_explicit(&p->fast_x, NULL, memory_order_relaxed);
     pthread_rwlock_unlock(&p->conn_lock);
     /* Outside the lock: conn_close waits for a running callback of the
      * connection, which may be sending to p. */

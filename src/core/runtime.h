@@ -65,6 +65,10 @@ typedef struct disco__peer {
     /* The data path once upgraded, NULL before (or when staying on TCP);
      * guarded by conn_lock like conn. */
     disco__link *fast;
+    /* fast's transport, read without conn_lock where only the transport
+     * matters (the rendezvous path of every call: rdv.c); transports
+     * outlive links. */
+    _Atomic(struct disco__xport *) fast_x;
     /* Handshake initiator, while the UPGRADE answer is due: its link in
      * disco__rt.awaiting (the link that answers arrives with the session
      * secret). */

@@ -133,6 +133,7 @@ static int link_connect(disco__peer *p, disco__xport *x, const char *address)
     }
     pthread_rwlock_wrlock(&p->conn_lock);
     p->fast = l;
+    atomic_store_explicit(&p->fast_x, l->x, memory_order_release);
     pthread_rwlock_unlock(&p->conn_lock);
     return 0;
 }
@@ -274,6 +275,7 @@ static disco__peer *take_hello(disco__link *l, const uint8_t **data, size_t *len
     l->peer = p;
     pthread_rwlock_wrlock(&p->conn_lock);
     p->fast = l;
+    atomic_store_explicit(&p->fast_x, l->x, memory_order_release);
     pthread_rwlock_unlock(&p->conn_lock);
     return p;
 }
