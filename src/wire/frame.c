@@ -4,39 +4,31 @@
 
 #include "wire/wire.h"
 
-static void put_u16(uint8_t *p, uint16_t x)
-{
-    p[0] = (uint8_t)x;
-    p[1] = (uint8_t)(x >> 8);
-}
+/* Unaligned little-endian fields (wire.h requires a little-endian host):
+ * each is one load or store, where byte loops cost every frame some
+ * hundred instructions. */
+static void put_u16(uint8_t *p, uint16_t x) { memcpy(p, &x, sizeof(x)); }
+static void put_u32(uint8_t *p, uint32_t x) { memcpy(p, &x, sizeof(x)); }
+static void put_u64(uint8_t *p, uint64_t x) { memcpy(p, &x, sizeof(x)); }
 
-static void put_u32(uint8_t *p, uint32_t x)
+static uint16_t get_u16(const uint8_t *p)
 {
-    for (int i = 0; i < 4; i++)
-        p[i] = (uint8_t)(x >> (8 * i));
+    uint16_t x;
+    memcpy(&x, p, sizeof(x));
+    return x;
 }
-
-static void put_u64(uint8_t *p, uint64_t x)
-{
-    for (int i = 0; i < 8; i++)
-        p[i] = (uint8_t)(x >> (8 * i));
-}
-
-static uint16_t get_u16(const uint8_t *p) { return (uint16_t)(p[0] | (p[1] << 8)); }
 
 static uint32_t get_u32(const uint8_t *p)
 {
-    uint32_t x = 0;
-    for (int i = 3; i >= 0; i--)
-        x = (x << 8) | p[i];
+    uint32_t x;
+    memcpy(&x, p, sizeof(x));
     return x;
 }
 
 static uint64_t get_u64(const uint8_t *p)
 {
-    uint64_t x = 0;
-    for (int i = 7; i >= 0; i--)
-        x = (x << 8) | p[i];
+    uint64_t x;
+    memcpy(&x, p, sizeof(x));
     return x;
 }
 
