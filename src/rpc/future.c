@@ -51,14 +51,13 @@ static void future_unref(disco_future *f)
 
 disco_future *disco__future_pending(int where, uint64_t id, const char *fname)
 {
-    disco_future *f = calloc(1, sizeof(*f));
+    /* malloc and an initializer: calloc costs one call a few hundred
+     * instructions more (glibc's calloc takes no per-thread cache). */
+    disco_future *f = malloc(sizeof(*f));
     if (!f)
         return NULL;
+    *f = (disco_future){.where = where, .id = id, .fname = fname, .value = disco_nil()};
     atomic_init(&f->refs, 2);
-    f->where = where;
-    f->id = id;
-    f->fname = fname;
-    f->value = disco_nil();
     disco_event_init(&f->done, false);
     pthread_mutex_lock(&T.lock);
     f->next = T.bucket[id % BUCKETS];
