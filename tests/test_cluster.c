@@ -62,6 +62,30 @@ static int whoami(const disco_value *args, size_t n, disco_value *result)
 }
 DISCO_FUNCTION(whoami)
 
+/* Whether this process has one of hwloc's plugins mapped, or the C++
+ * runtime that some of them pull in and that stays after hwloc unloads
+ * them. This program is C: only UBSan's runtime would load it too. */
+static int hwloc_plugins_mapped(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return disco_throw(DISCO_ESYS, "cannot read /proc/self/maps");
+    char line[4096];
+    bool mapped = false;
+#if defined(__SANITIZE_ADDRESS__) /* built with UBSan as well */
+    const char *cxx = NULL;
+#else
+    const char *cxx = "libstdc++";
+#endif
+    while (!mapped && fgets(line, sizeof(line), f))
+        mapped = strstr(line, "/hwloc/hwloc_") || (cxx && strstr(line, cxx));
+    fclose(f);
+    *result = disco_bool(mapped);
+    return 0;
+}
+DISCO_FUNCTION(hwloc_plugins_mapped)
+
 static int nap(const disco_value *args, size_t n, disco_value *result)
 {
     disco_sleep(n == 1 && args[0].type == DISCO_F64 ? args[0].f : 0);
@@ -225,6 +249,17 @@ static void test_remotecall_fetch(void **state)
         assert_int_not_equal(r.list.items[1].i, getpid());
         disco_value_free(&r);
     }
+}
+
+/* A worker loads none of hwloc's I/O plugins: they cost every idle
+ * worker memory (worker.c). */
+static void test_worker_without_hwloc_plugins(void **state)
+{
+    (void)state;
+    disco_value r;
+    assert_int_equal(disco_remotecall_fetch(hwloc_plugins_mapped, workers[0], NULL, 0, &r), 0);
+    assert_int_equal(r.type, DISCO_BOOL);
+    assert_false(r.b);
 }
 
 static void test_argument_returned(void **state)
@@ -632,6 +667,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_alone_then_addprocs),
         cmocka_unit_test(test_remotecall_fetch),
+        cmocka_unit_test(test_worker_without_hwloc_plugins),
         cmocka_unit_test(test_argument_returned),
         cmocka_unit_test(test_future_cached),
         cmocka_unit_test(test_remote_error_names_worker),
