@@ -549,6 +549,38 @@ static void test_encode_buffer_too_small(void **state)
     assert_int_equal(disco__value_encode(NULL, (uint8_t[4]){0}, 4, NULL), DISCO_EINVAL);
 }
 
+/* The guess at a small message's size: too little room is no error. */
+static void test_try_encode(void **state)
+{
+    (void)state;
+    for (int s = 0; s < N_SAMPLES; s++) {
+        disco_value v = sample(s);
+        size_t need = disco__value_encoded_size(&v);
+        uint8_t *want = malloc(need), *buf = malloc(need + 16);
+        size_t used;
+        assert_int_equal(disco__value_encode(&v, want, need, &used), 0);
+        for (size_t cap = 0; cap < need; cap++) {
+            memset(buf, 0xa5, need + 16);
+            used = 77;
+            disco_error_clear();
+            assert_int_equal(disco__value_try_encode_rdv(&v, buf, cap, &used, NULL),
+                             DISCO__ENCODE_NO_ROOM);
+            assert_int_equal(used, 0);
+            assert_null(disco_last_error());
+            for (size_t i = cap; i < need + 16; i++)
+                assert_int_equal(buf[i], 0xa5);
+        }
+        assert_int_equal(disco__value_try_encode_rdv(&v, buf, need + 16, &used, NULL), 0);
+        assert_int_equal(used, need);
+        assert_memory_equal(buf, want, need);
+        free(want);
+        free(buf);
+    }
+    disco_value bad = {.type = DISCO_STRING, .str = {NULL, 3}};
+    assert_int_equal(disco__value_try_encode_rdv(&bad, (uint8_t[64]){0}, 64, NULL, NULL),
+                     DISCO_EINVAL);
+}
+
 static void expect_encode_invalid(disco_value v)
 {
     static uint8_t buf[4096]; /* room enough that only v can be wrong */
@@ -1160,6 +1192,7 @@ int main(void)
         cmocka_unit_test(test_roundtrip_lists_refs_errors),
         cmocka_unit_test(test_decoded_parts_are_independent),
         cmocka_unit_test(test_encode_buffer_too_small),
+        cmocka_unit_test(test_try_encode),
         cmocka_unit_test(test_encode_invalid),
         cmocka_unit_test(test_every_truncation_fails),
         cmocka_unit_test(test_huge_claimed_lengths),

@@ -175,40 +175,74 @@ int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value 
     return disco__send_frame_rdv(p, h, v, NULL);
 }
 
+/* v encoded behind room for a frame header, in a buffer of ours (one
+ * allocation per message, freed by on_sent; large data of synchronous
+ * calls goes by rendezvous instead: rdv.h). Small values, most messages,
+ * are encoded at once into FRAME_GUESS bytes, below the smallest
+ * DISCO_MAX_FRAME (max_payload); others are measured first. */
+#define FRAME_GUESS 256
+
+static int too_big(size_t size)
+{
+    return disco_error_set(DISCO_EMSGSIZE, "a message of %zu bytes is above the limit of %u "
+                           "(DISCO_MAX_FRAME)", size, disco__rt.max_payload);
+}
+
+static int encode(disco__peer *p, const disco_value *v, disco__rdv_regs *regs,
+                  uint8_t **out, size_t *size)
+{
+    disco__rdv_out rdv;
+    if (regs)
+        disco__rdv_policy(p, regs, &rdv);
+    uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + FRAME_GUESS);
+    if (!buf)
+        return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    int rc = disco__value_try_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, FRAME_GUESS, size,
+                                         regs ? &rdv : NULL);
+    if (rc == DISCO__ENCODE_NO_ROOM) {
+        free(buf);
+        buf = NULL;
+        if (regs) { /* what the guess exposed is exposed again below */
+            disco__rdv_release(regs);
+            disco__rdv_policy(p, regs, &rdv);
+        }
+        size_t need = disco__value_encoded_size_rdv(v, regs ? &rdv : NULL);
+        if (!need)
+            return disco_error_code(disco_last_error());
+        if (need > disco__rt.max_payload)
+            return too_big(need);
+        if (!(buf = malloc(DISCO__FRAME_HEADER_SIZE + need)))
+            return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", need);
+        /* The size counted room for the longest keys: the real one follows. */
+        rc = disco__value_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, need, size,
+                                     regs ? &rdv : NULL);
+    }
+    if (rc) {
+        free(buf);
+        return rc;
+    }
+    *out = buf;
+    return 0;
+}
+
 int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
                           disco__rdv_regs *regs)
 {
-    disco__rdv_out out;
-    const disco__rdv_out *rdv = NULL;
-    if (regs) {
-        disco__rdv_policy(p, regs, &out);
-        rdv = &out;
-    }
+    uint8_t *buf = NULL;
     size_t size = 0;
-    if (v && !(size = disco__value_encoded_size_rdv(v, rdv)))
-        return disco_error_code(disco_last_error());
-    if (size > disco__rt.max_payload)
-        return disco_error_set(DISCO_EMSGSIZE, "a message of %zu bytes is above the limit "
-                               "of %u (DISCO_MAX_FRAME)", size, disco__rt.max_payload);
-    /* One allocation per message, freed by on_sent (large data of
-     * synchronous calls goes by rendezvous instead: rdv.h). */
-    uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + size);
-    if (!buf)
-        return disco_error_set(DISCO_ENOMEM, "no memory for a %zu-byte message", size);
+    int rc = v ? encode(p, v, regs, &buf, &size)
+               : (buf = malloc(DISCO__FRAME_HEADER_SIZE)) ? 0
+               : disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    if (rc)
+        return rc;
     /* References in v are granted to p before they can reach it (src/rref;
      * a walk over v's lists, which costs nothing next to the encoding). */
-    int grc = v && disco__refs ? disco__refs->grant(p->pid, v) : 0;
-    if (grc) {
+    if (v && disco__refs && (rc = disco__refs->grant(p->pid, v)) != 0) {
         free(buf);
-        return grc;
+        return rc;
     }
-    /* The size counted room for the longest keys: the real one follows. */
-    int rc = v ? disco__value_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, size, &size, rdv)
-               : 0;
     h->payload_len = (uint32_t)size;
-    if (!rc)
-        rc = disco__frame_header_encode(h, buf);
-    if (rc) {
+    if ((rc = disco__frame_header_encode(h, buf)) != 0) {
         free(buf);
         return rc;
     }

@@ -44,6 +44,7 @@ typedef struct writer {
     size_t cap;
     size_t pos;
     const disco__rdv_out *rdv;
+    bool quiet; /* no room: DISCO__ENCODE_NO_ROOM, no error set */
 } writer;
 
 static _Atomic uint64_t copied;
@@ -57,6 +58,8 @@ uint64_t disco_bytes_copied(void) { return atomic_load_explicit(&copied, memory_
 
 static int no_room(const writer *w, size_t n)
 {
+    if (w->quiet)
+        return DISCO__ENCODE_NO_ROOM;
     return disco_error_set(DISCO_EMSGSIZE,
                            "value encode: %zu bytes to write at offset %zu, only %zu fit", n,
                            w->pos, w->cap - w->pos);
@@ -269,7 +272,7 @@ size_t disco__value_encoded_size_rdv(const disco_value *v, const disco__rdv_out 
         disco_error_set(DISCO_EINVAL, "value encode: NULL value");
         return 0;
     }
-    writer w = {NULL, SIZE_MAX, 0, rdv};
+    writer w = {NULL, SIZE_MAX, 0, rdv, false};
     return encode_value(&w, v, 0) ? 0 : w.pos;
 }
 
@@ -288,7 +291,22 @@ int disco__value_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size
                                v ? "buffer" : "value");
     /* A NULL buffer has cap 0 here: the first write fails, nothing is
      * dereferenced. */
-    writer w = {buf, cap, 0, rdv};
+    writer w = {buf, cap, 0, rdv, false};
+    int rc = encode_value(&w, v, 0);
+    if (!rc && used)
+        *used = w.pos;
+    return rc;
+}
+
+int disco__value_try_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size_t *used,
+                                const disco__rdv_out *rdv)
+{
+    if (used)
+        *used = 0;
+    if (!v || !buf)
+        return disco_error_set(DISCO_EINVAL, "value encode: NULL %s",
+                               v ? "buffer" : "value");
+    writer w = {buf, cap, 0, rdv, true};
     int rc = encode_value(&w, v, 0);
     if (!rc && used)
         *used = w.pos;

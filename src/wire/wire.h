@@ -149,6 +149,13 @@ int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_valu
 size_t disco__value_encoded_size_rdv(const disco_value *v, const disco__rdv_out *rdv);
 int disco__value_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size_t *used,
                             const disco__rdv_out *rdv);
+/* As disco__value_encode_rdv, but a value that does not fit in cap bytes
+ * returns DISCO__ENCODE_NO_ROOM (> 0) with no error set: a guess at the
+ * size of small messages costs nothing when it fails. What rdv->expose
+ * recorded meanwhile stays recorded. */
+#define DISCO__ENCODE_NO_ROOM 1
+int disco__value_try_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, size_t *used,
+                                const disco__rdv_out *rdv);
 int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_value *out,
                             disco__rdv_in *rdv);
 
