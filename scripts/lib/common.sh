@@ -4,6 +4,7 @@
 
 DISCO_PACKAGES="build-essential autoconf automake libtool pkg-config \
 libhwloc-dev libcmocka-dev libbenchmark-dev libtbb-dev libfabric-dev libfabric-bin \
+openmpi-bin libopenmpi-dev \
 libibverbs-dev librdmacm-dev libssl-dev gcc-aarch64-linux-gnu qemu-user"
 
 # Installs the missing Debian packages with apt-get when running as root;
