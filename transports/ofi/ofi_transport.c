@@ -284,6 +284,10 @@ static int setup(ofi_transport *tp)
                                "ofi: %s carries at most %zu bytes per message, we "
                                "need %d",
                                tp->prov, max, OFI_CHUNK);
+    if (info->tx_attr->inject_size < OFI_HDR) /* a CLOSE is a header, injected */
+        return disco_error_set(DISCO_ENOSYS,
+                               "ofi: %s injects at most %zu bytes, we need %zu",
+                               tp->prov, info->tx_attr->inject_size, OFI_HDR);
     tp->rma_chunk = max < OFI_RMA_CHUNK ? max : OFI_RMA_CHUNK;
     tp->connect_timeout = (double)disco__env_long("DISCO_OFI_CONNECT_TIMEOUT",
                                                   OFI_CONNECT_TIMEOUT_S);
