@@ -79,7 +79,10 @@
  * Peers: RDM is connectionless, so a dead peer shows only as a failed send
  * (tcp;ofi_rxm) or not at all (shm); the transport does not claim
  * DISCO_TRANSPORT_CAP_CLOSE and the core learns of deaths through its TCP
- * bootstrap connection. A connect that gets no ACK within
+ * bootstrap connection, and then closes with conn_abandon, which sends no
+ * CLOSE: shm's region of a process killed while it held the region's lock
+ * (its own progress takes it every millisecond) keeps the lock, and
+ * fi_tinject to it would spin forever. A connect that gets no ACK within
  * DISCO_OFI_CONNECT_TIMEOUT seconds (default 30) fails with
  * DISCO_ETIMEDOUT.
  *
@@ -419,8 +422,9 @@ void ofi_close_retry_locked(ofi_transport *tp);
 /* Sends a CLOSE with header hdr to addr, or queues it behind refused ones
  * (lock held). */
 void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t hdr);
-/* Closes c: the shared part of conn_close and fini. */
-void ofi_conn_shutdown(ofi_conn *c);
+/* Closes c: the shared part of conn_close, conn_abandon and fini; goodbye:
+ * an open c sends the peer a CLOSE. */
+void ofi_conn_shutdown(ofi_conn *c, bool goodbye);
 void ofi_conn_free(ofi_conn *c);
 
 /* ofi_send.c: sending. */
@@ -479,6 +483,7 @@ void ofi_interrupt(disco_transport *tp);
 int ofi_wait_fd(disco_transport *tp);
 int ofi_wait_arm(disco_transport *tp);
 void ofi_conn_close(disco_conn *c);
+void ofi_conn_abandon(disco_conn *c);
 const char *ofi_conn_peer(disco_conn *c);
 void ofi_conn_set_context(disco_conn *c, void *ctx);
 void *ofi_conn_context(disco_conn *c);

@@ -312,7 +312,7 @@ void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t hdr)
     tp->closes_tail = m;
 }
 
-void ofi_conn_shutdown(ofi_conn *c)
+void ofi_conn_shutdown(ofi_conn *c, bool goodbye)
 {
     ofi_transport *tp = c->tp;
     pthread_mutex_lock(&tp->lock);
@@ -329,7 +329,8 @@ void ofi_conn_shutdown(ofi_conn *c)
     }
     int status = c->state == OFI_DEAD ? failed_send_status(c) : DISCO_ECLOSED;
     drop_staged_locked(c); /* gives back the sequence numbers they took */
-    if (c->state == OFI_OPEN) /* else see ofi.h: a stray ACK is answered */
+    /* Not OPEN: see ofi.h, a stray ACK is answered. */
+    if (goodbye && c->state == OFI_OPEN)
         ofi_send_close_locked(tp, c->addr, ofi_hdr(OFI_CLOSE, c->rid, c->tx_seq++));
     ofi_conn_release_held_locked(c);
     detach_reads_locked(c, DISCO_ECLOSED);
@@ -380,7 +381,13 @@ void ofi_conn_free(ofi_conn *c)
 void ofi_conn_close(disco_conn *dc)
 {
     if (dc)
-        ofi_conn_shutdown(ofi_c(dc));
+        ofi_conn_shutdown(ofi_c(dc), true);
+}
+
+void ofi_conn_abandon(disco_conn *dc)
+{
+    if (dc)
+        ofi_conn_shutdown(ofi_c(dc), false);
 }
 
 const char *ofi_conn_peer(disco_conn *dc)

@@ -101,7 +101,7 @@ static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
     if (ofi_conn_stage_ctl_locked(c, OFI_ACK, rid, ack, 2)) {
         /* No buffer for the ACK: the core never saw c, drop it. */
         pthread_mutex_unlock(&tp->lock);
-        ofi_conn_shutdown(c);
+        ofi_conn_shutdown(c, true);
         pthread_mutex_lock(&tp->lock);
         return 0;
     }

@@ -420,10 +420,23 @@ void ofi_fini(disco_transport *dtp)
         pthread_mutex_unlock(&tp->lock);
         if (!c)
             break;
-        ofi_conn_shutdown(c);
+        ofi_conn_shutdown(c, true);
     }
     linger(tp);
     destroy(tp);
+}
+
+/* Every libfabric call is made holding tp->lock: once we hold it, none
+ * runs, and none starts before _exit. A call stuck longer than
+ * OFI_LINGER_MS (spinning on a lock that a dead process left taken) is
+ * left to die with us. */
+static void ofi_quiesce(disco_transport *dtp)
+{
+    ofi_transport *tp = ofi_tp(dtp);
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += OFI_LINGER_MS / 1000;
+    (void)pthread_mutex_timedlock(&tp->lock, &end); /* never unlocked */
 }
 
 /* shm reaches the processes of this node only; RMA needs FI_RMA. */
@@ -465,4 +478,6 @@ const disco_transport_ops disco__ofi_ops = {
     .mem_deregister = ofi_mem_deregister,
     .rma_read = ofi_rma_read,
     .caps_of = ofi_caps_of,
+    .conn_abandon = ofi_conn_abandon,
+    .quiesce = ofi_quiesce,
 };
