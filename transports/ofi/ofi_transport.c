@@ -147,13 +147,22 @@ static int open_domain(ofi_transport *tp)
     if (cq.wait_obj == FI_WAIT_FD &&
         (rc = fi_control(&tp->cq->fid, FI_GETWAIT, &tp->cqfd)))
         return ofi_fail(rc, "fi_control(FI_GETWAIT)");
-    if ((rc = fi_endpoint(tp->domain, info, &tp->ep, NULL)))
-        return ofi_fail(rc, "fi_endpoint");
-    if ((rc = fi_ep_bind(tp->ep, &tp->av->fid, 0)) ||
-        (rc = fi_ep_bind(tp->ep, &tp->cq->fid, FI_TRANSMIT | FI_RECV)))
-        return ofi_fail(rc, "fi_ep_bind");
-    if ((rc = fi_enable(tp->ep)))
-        return ofi_fail(rc, "fi_enable");
+    /* shm 1.17 names its region after our pid and refuses a region left
+     * by a killed process whose pid we got, as if that process lived (it
+     * looks for /proc/<pid>: ourselves), but removes it: once more works. */
+    for (int attempt = 0;; attempt++) {
+        if ((rc = fi_endpoint(tp->domain, info, &tp->ep, NULL)))
+            return ofi_fail(rc, "fi_endpoint");
+        if ((rc = fi_ep_bind(tp->ep, &tp->av->fid, 0)) ||
+            (rc = fi_ep_bind(tp->ep, &tp->cq->fid, FI_TRANSMIT | FI_RECV)))
+            return ofi_fail(rc, "fi_ep_bind");
+        if ((rc = fi_enable(tp->ep)) == 0)
+            break;
+        if (rc != -FI_EBUSY || attempt > 0)
+            return ofi_fail(rc, "fi_enable");
+        fi_close(&tp->ep->fid);
+        tp->ep = NULL;
+    }
     tp->rawlen = sizeof(tp->raw);
     if ((rc = fi_getname(&tp->ep->fid, tp->raw, &tp->rawlen)))
         return ofi_fail(rc, "fi_getname");
