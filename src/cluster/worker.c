@@ -68,6 +68,7 @@ int disco_init(int *argc, char ***argv)
         ; /* EINTR */
     fflush(stdout);
     fflush(stderr);
+    disco__xports_quiesce(&disco__rt.xports);
     _exit(0); /* calls in flight die with us, as in Julia */
 }
 

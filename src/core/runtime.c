@@ -141,9 +141,13 @@ void disco__peer_close(disco__peer *p)
     atomic_store_explicit(&p->fast_x, NULL, memory_order_relaxed);
     pthread_rwlock_unlock(&p->conn_lock);
     /* Outside the lock: conn_close waits for a running callback of the
-     * connection, which may be sending to p. */
+     * connection, which may be sending to p. p is gone: the link says
+     * nothing more to it (see conn_abandon). */
     if (l) {
-        l->x->ops->conn_close(l->conn);
+        if (l->x->ops->conn_abandon)
+            l->x->ops->conn_abandon(l->conn);
+        else
+            l->x->ops->conn_close(l->conn);
         free(l);
     }
     if (c)

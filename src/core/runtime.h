@@ -152,7 +152,8 @@ disco__peer *disco__peer_new(int pid);
  * DISCO_ECLOSED once the connection is closed. */
 int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token);
 
-/* Closes p's connections (idempotent): frees them in the transport. */
+/* Closes p's connections (idempotent): frees them in the transport. For
+ * a peer the core is done with: its links say nothing more to it. */
 void disco__peer_close(disco__peer *p);
 
 /* The ready peer pid, or NULL with the last error set. */

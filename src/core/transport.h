@@ -163,6 +163,24 @@ typedef struct disco_transport_ops {
      * found (a libfabric provider that reaches this node only, or has no
      * RMA); NULL: caps. The core asks once, after init. */
     uint64_t (*caps_of)(disco_transport *tp);
+
+    /* conn_close for a peer the core is done with for good (its process
+     * exited or was killed, or the core dropped it): the same, except that
+     * nothing more goes to the peer, not even a goodbye. A transport that
+     * shares memory with the peer's process needs it: a process killed
+     * inside libfabric's shm provider leaves a lock of its region taken,
+     * and a message to it spins forever. NULL: conn_close. */
+    void (*conn_abandon)(disco_conn *c);
+
+    /* The process is about to _exit without fini (a worker whose master is
+     * gone): returns once no other thread is inside a call that holds a
+     * lock in memory shared with other processes, and keeps them out from
+     * then on, waiting a few seconds at most for a call that does not end.
+     * A thread that _exit ends inside such a call leaves the lock taken for
+     * good (libfabric's shm provider: the region of the peer it was sending
+     * to, whose every send and progress then spins forever). Any thread.
+     * NULL: nothing to wait for. */
+    void (*quiesce)(disco_transport *tp);
 } disco_transport_ops;
 
 #define DISCO_TRANSPORT_ADDR_MAX 256

@@ -188,6 +188,13 @@ void disco__xports_fini(disco__xport_set *s)
     s->n = 0;
 }
 
+void disco__xports_quiesce(disco__xport_set *s)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->x[i].ops->quiesce)
+            s->x[i].ops->quiesce(s->x[i].tp);
+}
+
 disco__xport *disco__xport_find(disco__xport_set *s, const char *scheme)
 {
     for (int i = 0; i < s->n; i++)

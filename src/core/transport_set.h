@@ -63,6 +63,9 @@ void disco__xports_interrupt(disco__xport_set *s);
 /* Closes them all (at exit). */
 void disco__xports_fini(disco__xport_set *s);
 
+/* Before an _exit without fini: see disco_transport_ops.quiesce. */
+void disco__xports_quiesce(disco__xport_set *s);
+
 /* The transport known to peers as scheme, or NULL. */
 disco__xport *disco__xport_find(disco__xport_set *s, const char *scheme);
 

@@ -7,12 +7,12 @@
  * completion queue for everything and one address vector. A "connection"
  * is a pair of ids, one per side, agreed by a handshake:
  *
- *   connect: A -> B  HELLO  tag(HELLO, 0)      payload {A's id, length of
+ *   connect: A -> B  HELLO  hdr(HELLO, 0)      payload {A's id, length of
  *                                               A's address, A's address,
  *                                               B's address}
- *   accept:  B -> A  ACK    tag(ACK, A's id)   payload {B's id, B's address}
- *   data:    X -> Y  DATA   tag(DATA, Y's id)  payload: stream bytes
- *   close:   X -> Y  CLOSE  tag(CLOSE, Y's id) (fi_tinject, retried by
+ *   accept:  B -> A  ACK    hdr(ACK, A's id)   payload {B's id, B's address}
+ *   data:    X -> Y  DATA   hdr(DATA, Y's id)  payload: stream bytes
+ *   close:   X -> Y  CLOSE  hdr(CLOSE, Y's id) (fi_tinject, retried by
  *                                               progress until fini)
  *
  * Addresses are raw endpoint names. B accepts a HELLO only when it names B:
@@ -24,9 +24,19 @@
  * CLOSE instead, so B's end does not stay open. Both CLOSEs are numbered 0,
  * as A sends nothing numbered before the ACK.
  *
- * The tag (FI_TAGGED) carries the message kind, a sequence number and the
- * receiver's connection id, so a receive maps to its connection by the id
- * alone. Ids hold a slot index and a generation, so a late message for a
+ * Every message starts with an 8-byte header (OFI_HDR) that carries the
+ * message kind, a sequence number and the receiver's connection id, so a
+ * receive maps to its connection by the id alone. The libfabric tag is 0
+ * on every message and every receive: any receive buffer takes any
+ * message. Tag matching is broken in shm 1.17 for a message that comes
+ * before a receive is posted: it tests the queued message against a tag
+ * mask left in its queue entry by whichever receive used the entry before,
+ * and a message queued in an entry no receive had used yet matched no
+ * receive unless its tag was the receive's (a burst of more than twice
+ * OFI_NRX messages to a busy receiver stopped its stream for good:
+ * test_burst_of_small_sends). With equal tags every mask matches. FI_TAGGED
+ * stays (rather than FI_MSG) so that the providers chosen are the ones
+ * tested. Ids hold a slot index and a generation, so a late message for a
  * closed connection never reaches the slot's next owner. Every message to a
  * connection but the HELLO (ACK, DATA, CLOSE) is numbered: FI_ORDER_SAS
  * (which init requires) orders the data placement, but completions may
@@ -35,15 +45,16 @@
  * not re-posted, until its predecessors have been delivered.
  *
  * Sending copies: every byte goes through a transport-owned bounce buffer
- * of OFI_CHUNK bytes (OFI_NTX of them). That makes the provider's limits
- * moot (iov_limit, max_msg_size: one contiguous buffer of at most OFI_CHUNK
- * bytes per message, which is also the receive buffer size), coalesces
- * small sends when a backlog forms, lets FI_MR_LOCAL providers use one
- * registration for all buffers, and above all frees the caller's buffers as
- * soon as they are copied: a closed connection never leaves the provider
- * reading memory the caller has taken back. on_sent(token, 0) is owed once
- * the send's last byte is in a buffer the provider accepted. Large payloads
- * should use RMA instead (eager_max = OFI_CHUNK).
+ * of OFI_CHUNK bytes (OFI_NTX of them), behind the header. That makes the
+ * provider's limits moot (iov_limit, max_msg_size: one contiguous buffer of
+ * at most OFI_CHUNK bytes per message, which is also the receive buffer
+ * size), coalesces small sends when a backlog forms, lets FI_MR_LOCAL
+ * providers use one registration for all buffers, and above all frees the
+ * caller's buffers as soon as they are copied: a closed connection never
+ * leaves the provider reading memory the caller has taken back.
+ * on_sent(token, 0) is owed once the send's last byte is in a buffer the
+ * provider accepted. Large payloads should use RMA instead (eager_max =
+ * OFI_CHUNK).
  *
  * Back-pressure: a connection holds at most OFI_TX_PER_CONN buffers; sends
  * beyond that stay queued (iovec array copied, buffers borrowed), as do
@@ -68,7 +79,10 @@
  * Peers: RDM is connectionless, so a dead peer shows only as a failed send
  * (tcp;ofi_rxm) or not at all (shm); the transport does not claim
  * DISCO_TRANSPORT_CAP_CLOSE and the core learns of deaths through its TCP
- * bootstrap connection. A connect that gets no ACK within
+ * bootstrap connection, and then closes with conn_abandon, which sends no
+ * CLOSE: shm's region of a process killed while it held the region's lock
+ * (its own progress takes it every millisecond) keeps the lock, and
+ * fi_tinject to it would spin forever. A connect that gets no ACK within
  * DISCO_OFI_CONNECT_TIMEOUT seconds (default 30) fails with
  * DISCO_ETIMEDOUT.
  *
@@ -129,15 +143,17 @@
 #define OFI_PEER_LEN 96
 #define OFI_MSG_LEN 192
 
-/* The tag: kind in the top two bits, then a 22-bit sequence number, then
- * the receiver's 40-bit connection id. */
+/* The header, a uint64_t in host order at the start of every message: kind
+ * in the top two bits, then a 22-bit sequence number, then the receiver's
+ * 40-bit connection id. */
+#define OFI_HDR sizeof(uint64_t)
 #define OFI_KIND_SHIFT 62
 #define OFI_SEQ_SHIFT 40
 #define OFI_SEQ_MASK ((1u << 22) - 1)
 #define OFI_ID_MASK ((1ull << OFI_SEQ_SHIFT) - 1)
 enum { OFI_DATA = 0, OFI_HELLO = 1, OFI_ACK = 2, OFI_CLOSE = 3 };
 
-static inline uint64_t ofi_tag(unsigned kind, uint64_t id, uint32_t seq)
+static inline uint64_t ofi_hdr(unsigned kind, uint64_t id, uint32_t seq)
 {
     return ((uint64_t)kind << OFI_KIND_SHIFT) |
            ((uint64_t)(seq & OFI_SEQ_MASK) << OFI_SEQ_SHIFT) | (id & OFI_ID_MASK);
@@ -166,9 +182,9 @@ typedef struct ofi_tx {
     ofi_op op;
     struct ofi_tx *next;
     uint64_t cid;
-    uint64_t tag;
+    uint64_t hdr;  /* also in buf's first OFI_HDR bytes */
     fi_addr_t dest;
-    size_t len;    /* bytes in buf */
+    size_t len;    /* bytes in buf, the header's included */
     size_t stream; /* of which stream bytes (DATA) */
     uint8_t *buf;
 } ofi_tx;
@@ -181,7 +197,7 @@ typedef struct ofi_rx {
     struct ofi_rx *next;
     uint32_t seq;
     unsigned kind;
-    size_t len;
+    size_t len; /* of the payload, at buf + OFI_HDR */
 } ofi_rx;
 
 /* A queued send: the caller's iovec array, iov[pos] the first byte not yet
@@ -268,7 +284,7 @@ struct ofi_conn {
 typedef struct ofi_close_msg {
     struct ofi_close_msg *next;
     fi_addr_t addr;
-    uint64_t tag;
+    uint64_t hdr;
     double give_up;
 } ofi_close_msg;
 
@@ -403,11 +419,12 @@ int ofi_deliver_ready(ofi_transport *tp);
 double ofi_check_deadlines_locked(ofi_transport *tp, double now);
 /* Sends the CLOSEs the provider refused before, in order (lock held). */
 void ofi_close_retry_locked(ofi_transport *tp);
-/* Sends a CLOSE tagged tag to addr, or queues it behind refused ones (lock
- * held). */
-void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t tag);
-/* Closes c: the shared part of conn_close and fini. */
-void ofi_conn_shutdown(ofi_conn *c);
+/* Sends a CLOSE with header hdr to addr, or queues it behind refused ones
+ * (lock held). */
+void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t hdr);
+/* Closes c: the shared part of conn_close, conn_abandon and fini; goodbye:
+ * an open c sends the peer a CLOSE. */
+void ofi_conn_shutdown(ofi_conn *c, bool goodbye);
 void ofi_conn_free(ofi_conn *c);
 
 /* ofi_send.c: sending. */
@@ -466,6 +483,7 @@ void ofi_interrupt(disco_transport *tp);
 int ofi_wait_fd(disco_transport *tp);
 int ofi_wait_arm(disco_transport *tp);
 void ofi_conn_close(disco_conn *c);
+void ofi_conn_abandon(disco_conn *c);
 const char *ofi_conn_peer(disco_conn *c);
 void ofi_conn_set_context(disco_conn *c, void *ctx);
 void *ofi_conn_context(disco_conn *c);

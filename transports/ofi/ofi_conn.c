@@ -93,7 +93,7 @@ static void drop_staged_locked(ofi_conn *c)
     while (c->staged) {
         ofi_tx *tx = c->staged;
         c->staged = tx->next;
-        if ((tx->tag >> OFI_KIND_SHIFT) != OFI_HELLO)
+        if ((tx->hdr >> OFI_KIND_SHIFT) != OFI_HELLO)
             c->tx_seq = (c->tx_seq - 1) & OFI_SEQ_MASK;
         ofi_tx_release_locked(c->tp, tx);
         c->ntx--;
@@ -281,7 +281,7 @@ void ofi_close_retry_locked(ofi_transport *tp)
 {
     ofi_close_msg *m;
     while ((m = tp->closes) != NULL) {
-        if (fi_tinject(tp->ep, NULL, 0, m->addr, m->tag) == -FI_EAGAIN &&
+        if (fi_tinject(tp->ep, &m->hdr, OFI_HDR, m->addr, 0) == -FI_EAGAIN &&
             ofi_now() < m->give_up)
             return;
         tp->closes = m->next; /* sent, or failed for good: the core learns
@@ -294,16 +294,16 @@ void ofi_close_retry_locked(ofi_transport *tp)
 
 /* An inject needs no buffer and no completion. One the provider refuses
  * now waits for progress, behind earlier ones. */
-void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t tag)
+void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t hdr)
 {
-    if (!tp->closes && fi_tinject(tp->ep, NULL, 0, addr, tag) != -FI_EAGAIN)
+    if (!tp->closes && fi_tinject(tp->ep, &hdr, OFI_HDR, addr, 0) != -FI_EAGAIN)
         return;
     ofi_close_msg *m = malloc(sizeof(*m));
     if (!m)
         return; /* as if the provider had failed it */
     m->next = NULL;
     m->addr = addr;
-    m->tag = tag;
+    m->hdr = hdr;
     m->give_up = ofi_now() + OFI_LINGER_MS / 1000.0;
     if (tp->closes_tail)
         tp->closes_tail->next = m;
@@ -312,7 +312,7 @@ void ofi_send_close_locked(ofi_transport *tp, fi_addr_t addr, uint64_t tag)
     tp->closes_tail = m;
 }
 
-void ofi_conn_shutdown(ofi_conn *c)
+void ofi_conn_shutdown(ofi_conn *c, bool goodbye)
 {
     ofi_transport *tp = c->tp;
     pthread_mutex_lock(&tp->lock);
@@ -329,8 +329,9 @@ void ofi_conn_shutdown(ofi_conn *c)
     }
     int status = c->state == OFI_DEAD ? failed_send_status(c) : DISCO_ECLOSED;
     drop_staged_locked(c); /* gives back the sequence numbers they took */
-    if (c->state == OFI_OPEN) /* else see ofi.h: a stray ACK is answered */
-        ofi_send_close_locked(tp, c->addr, ofi_tag(OFI_CLOSE, c->rid, c->tx_seq++));
+    /* Not OPEN: see ofi.h, a stray ACK is answered. */
+    if (goodbye && c->state == OFI_OPEN)
+        ofi_send_close_locked(tp, c->addr, ofi_hdr(OFI_CLOSE, c->rid, c->tx_seq++));
     ofi_conn_release_held_locked(c);
     detach_reads_locked(c, DISCO_ECLOSED);
     c->state = OFI_CLOSED;
@@ -380,7 +381,13 @@ void ofi_conn_free(ofi_conn *c)
 void ofi_conn_close(disco_conn *dc)
 {
     if (dc)
-        ofi_conn_shutdown(ofi_c(dc));
+        ofi_conn_shutdown(ofi_c(dc), true);
+}
+
+void ofi_conn_abandon(disco_conn *dc)
+{
+    if (dc)
+        ofi_conn_shutdown(ofi_c(dc), false);
 }
 
 const char *ofi_conn_peer(disco_conn *dc)

@@ -64,9 +64,9 @@ int ofi_wait_fd(disco_transport *dtp)
 
 void ofi_rx_post_locked(ofi_transport *tp, ofi_rx *rx)
 {
-    /* Any tag: the tag says which connection the message is for. */
+    /* Every message has tag 0: its header says what it is (see ofi.h). */
     ssize_t rc = fi_trecv(tp->ep, rx->buf, OFI_CHUNK, tp->rx_desc, FI_ADDR_UNSPEC,
-                          0, ~0ull, &rx->op);
+                          0, 0, &rx->op);
     rx->posted = rc == 0; /* else retried by the next round */
 }
 
@@ -88,7 +88,7 @@ static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
     if (rest - rawlen != tp->rawlen || memcmp(raw + rawlen, tp->raw, tp->rawlen)) {
         /* Meant for another endpoint: refuse, so that the connect fails
          * now rather than at its deadline. */
-        ofi_send_close_locked(tp, addr, ofi_tag(OFI_CLOSE, rid, 0));
+        ofi_send_close_locked(tp, addr, ofi_hdr(OFI_CLOSE, rid, 0));
         return 0;
     }
     char peer[OFI_PEER_LEN];
@@ -101,7 +101,7 @@ static int on_hello_locked(ofi_transport *tp, const uint8_t *p, size_t len)
     if (ofi_conn_stage_ctl_locked(c, OFI_ACK, rid, ack, 2)) {
         /* No buffer for the ACK: the core never saw c, drop it. */
         pthread_mutex_unlock(&tp->lock);
-        ofi_conn_shutdown(c);
+        ofi_conn_shutdown(c, true);
         pthread_mutex_lock(&tp->lock);
         return 0;
     }
@@ -126,10 +126,10 @@ static int deliver_rx_locked(ofi_transport *tp, ofi_conn *c, ofi_rx *rx)
 {
     int n = 1;
     if (rx->kind == OFI_ACK) {
-        on_ack_locked(c, rx->buf, rx->len);
+        on_ack_locked(c, rx->buf + OFI_HDR, rx->len);
     } else if (rx->kind == OFI_DATA) {
         ofi_cb_enter_locked(tp, c);
-        tp->cb.on_recv(tp->ctx, ofi_dc(c), rx->buf, rx->len);
+        tp->cb.on_recv(tp->ctx, ofi_dc(c), rx->buf + OFI_HDR, rx->len);
         ofi_cb_leave_locked(tp);
     } else if (c->state == OFI_CONNECTING) { /* see ofi.h */
         ofi_conn_fail_locked(c, DISCO_ECLOSED, "ofi: %s refused the connection",
@@ -168,24 +168,30 @@ static void on_stray_ack_locked(ofi_transport *tp, const uint8_t *p, size_t len)
         return;
     memcpy(&rid, p, sizeof(rid));
     if (ofi_av_lookup_locked(tp, p + sizeof(rid), len - sizeof(rid), &addr) == 0)
-        ofi_send_close_locked(tp, addr, ofi_tag(OFI_CLOSE, rid, 0));
+        ofi_send_close_locked(tp, addr, ofi_hdr(OFI_CLOSE, rid, 0));
 }
 
-static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, uint64_t tag, size_t len)
+static int on_rx_locked(ofi_transport *tp, ofi_rx *rx, size_t len)
 {
-    rx->kind = (unsigned)(tag >> OFI_KIND_SHIFT);
-    rx->seq = (uint32_t)(tag >> OFI_SEQ_SHIFT) & OFI_SEQ_MASK;
-    rx->len = len;
+    uint64_t hdr;
+    if (len < OFI_HDR) { /* not from a disco peer */
+        ofi_rx_post_locked(tp, rx);
+        return 0;
+    }
+    memcpy(&hdr, rx->buf, OFI_HDR);
+    rx->kind = (unsigned)(hdr >> OFI_KIND_SHIFT);
+    rx->seq = (uint32_t)(hdr >> OFI_SEQ_SHIFT) & OFI_SEQ_MASK;
+    rx->len = len - OFI_HDR;
     if (rx->kind == OFI_HELLO) {
-        int n = on_hello_locked(tp, rx->buf, len);
+        int n = on_hello_locked(tp, rx->buf + OFI_HDR, rx->len);
         ofi_rx_post_locked(tp, rx);
         return n;
     }
-    uint64_t id = tag & OFI_ID_MASK;
+    uint64_t id = hdr & OFI_ID_MASK;
     ofi_conn *c = ofi_conn_lookup_locked(tp, id);
     if (!c || !live(c)) { /* a late message for a closed connection */
         if (rx->kind == OFI_ACK)
-            on_stray_ack_locked(tp, rx->buf, len);
+            on_stray_ack_locked(tp, rx->buf + OFI_HDR, rx->len);
         ofi_rx_post_locked(tp, rx);
         return 0;
     }
@@ -218,7 +224,7 @@ static int on_completion_locked(ofi_transport *tp, const struct fi_cq_tagged_ent
         ofi_tx_done_locked(tp, (ofi_tx *)op, 0, 0);
         return 0; /* its on_sent, if any, counts when delivered */
     case OFI_OP_RX:
-        return on_rx_locked(tp, (ofi_rx *)op, e->tag, e->len);
+        return on_rx_locked(tp, (ofi_rx *)op, e->len);
     default:
         ofi_read_done_locked(tp, (ofi_read_piece *)op, 0, 0);
         return 0;
@@ -237,13 +243,18 @@ static void on_error_locked(ofi_transport *tp)
     } else if (op->kind == OFI_OP_READ) {
         ofi_read_done_locked(tp, (ofi_read_piece *)op, e.err, e.prov_errno);
     } else {
-        /* A receive failed: truncated (a peer with another OFI_CHUNK) or
-         * cancelled. The stream of its connection is torn. */
-        ofi_conn *c = ofi_conn_lookup_locked(tp, e.tag & OFI_ID_MASK);
-        if (c && (e.tag >> OFI_KIND_SHIFT) == OFI_DATA)
+        /* A receive failed: cancelled, or truncated (a peer with another
+         * OFI_CHUNK), which tears the stream of its connection. A truncated
+         * message fills the buffer, its header first. */
+        ofi_rx *rx = (ofi_rx *)op;
+        uint64_t hdr = 0;
+        if (e.err == FI_ETRUNC)
+            memcpy(&hdr, rx->buf, OFI_HDR);
+        ofi_conn *c = ofi_conn_lookup_locked(tp, hdr & OFI_ID_MASK); /* 0: none */
+        if (c && (hdr >> OFI_KIND_SHIFT) == OFI_DATA)
             ofi_conn_fail_locked(c, DISCO_EPROTO, "ofi: receive from %s failed: %s",
                                  c->peer, fi_strerror(e.err));
-        ofi_rx_post_locked(tp, (ofi_rx *)op);
+        ofi_rx_post_locked(tp, rx);
     }
 }
 

@@ -36,7 +36,9 @@ static ofi_tx *tx_take_locked(ofi_transport *tp, ofi_conn *c, unsigned kind,
     tx->cid = c->id;
     tx->dest = c->addr;
     /* Numbered in staging order, which is sending order. */
-    tx->tag = ofi_tag(kind, id, kind == OFI_HELLO ? 0 : c->tx_seq++);
+    tx->hdr = ofi_hdr(kind, id, kind == OFI_HELLO ? 0 : c->tx_seq++);
+    memcpy(tx->buf, &tx->hdr, OFI_HDR);
+    tx->len = OFI_HDR;
     if (c->staged_tail)
         c->staged_tail->next = tx;
     else
@@ -52,8 +54,8 @@ static void flush_locked(ofi_conn *c)
     ofi_transport *tp = c->tp;
     ofi_tx *tx;
     while ((tx = c->staged) != NULL) {
-        ssize_t rc = fi_tsend(tp->ep, tx->buf, tx->len, tp->tx_desc, tx->dest,
-                              tx->tag, &tx->op);
+        ssize_t rc = fi_tsend(tp->ep, tx->buf, tx->len, tp->tx_desc, tx->dest, 0,
+                              &tx->op); /* tag 0: see ofi.h */
         if (rc == -FI_EAGAIN) {
             c->blocked = true;
             return;
@@ -102,8 +104,8 @@ static void copy_locked(ofi_conn *c, ofi_tx *tx)
 static ofi_tx *tx_for_data_locked(ofi_conn *c)
 {
     ofi_tx *t = c->staged_tail;
-    if (t && t->len == t->stream && t->len < OFI_CHUNK)
-        return t; /* data only (not a control message) and not full */
+    if (t && (t->hdr >> OFI_KIND_SHIFT) == OFI_DATA && t->len < OFI_CHUNK)
+        return t;
     if (c->ntx >= OFI_TX_PER_CONN)
         return NULL;
     return tx_take_locked(c->tp, c, OFI_DATA, c->rid);

@@ -147,13 +147,22 @@ static int open_domain(ofi_transport *tp)
     if (cq.wait_obj == FI_WAIT_FD &&
         (rc = fi_control(&tp->cq->fid, FI_GETWAIT, &tp->cqfd)))
         return ofi_fail(rc, "fi_control(FI_GETWAIT)");
-    if ((rc = fi_endpoint(tp->domain, info, &tp->ep, NULL)))
-        return ofi_fail(rc, "fi_endpoint");
-    if ((rc = fi_ep_bind(tp->ep, &tp->av->fid, 0)) ||
-        (rc = fi_ep_bind(tp->ep, &tp->cq->fid, FI_TRANSMIT | FI_RECV)))
-        return ofi_fail(rc, "fi_ep_bind");
-    if ((rc = fi_enable(tp->ep)))
-        return ofi_fail(rc, "fi_enable");
+    /* shm 1.17 names its region after our pid and refuses a region left
+     * by a killed process whose pid we got, as if that process lived (it
+     * looks for /proc/<pid>: ourselves), but removes it: once more works. */
+    for (int attempt = 0;; attempt++) {
+        if ((rc = fi_endpoint(tp->domain, info, &tp->ep, NULL)))
+            return ofi_fail(rc, "fi_endpoint");
+        if ((rc = fi_ep_bind(tp->ep, &tp->av->fid, 0)) ||
+            (rc = fi_ep_bind(tp->ep, &tp->cq->fid, FI_TRANSMIT | FI_RECV)))
+            return ofi_fail(rc, "fi_ep_bind");
+        if ((rc = fi_enable(tp->ep)) == 0)
+            break;
+        if (rc != -FI_EBUSY || attempt > 0)
+            return ofi_fail(rc, "fi_enable");
+        fi_close(&tp->ep->fid);
+        tp->ep = NULL;
+    }
     tp->rawlen = sizeof(tp->raw);
     if ((rc = fi_getname(&tp->ep->fid, tp->raw, &tp->rawlen)))
         return ofi_fail(rc, "fi_getname");
@@ -284,6 +293,10 @@ static int setup(ofi_transport *tp)
                                "ofi: %s carries at most %zu bytes per message, we "
                                "need %d",
                                tp->prov, max, OFI_CHUNK);
+    if (info->tx_attr->inject_size < OFI_HDR) /* a CLOSE is a header, injected */
+        return disco_error_set(DISCO_ENOSYS,
+                               "ofi: %s injects at most %zu bytes, we need %zu",
+                               tp->prov, info->tx_attr->inject_size, OFI_HDR);
     tp->rma_chunk = max < OFI_RMA_CHUNK ? max : OFI_RMA_CHUNK;
     tp->connect_timeout = (double)disco__env_long("DISCO_OFI_CONNECT_TIMEOUT",
                                                   OFI_CONNECT_TIMEOUT_S);
@@ -416,10 +429,23 @@ void ofi_fini(disco_transport *dtp)
         pthread_mutex_unlock(&tp->lock);
         if (!c)
             break;
-        ofi_conn_shutdown(c);
+        ofi_conn_shutdown(c, true);
     }
     linger(tp);
     destroy(tp);
+}
+
+/* Every libfabric call is made holding tp->lock: once we hold it, none
+ * runs, and none starts before _exit. A call stuck longer than
+ * OFI_LINGER_MS (spinning on a lock that a dead process left taken) is
+ * left to die with us. */
+static void ofi_quiesce(disco_transport *dtp)
+{
+    ofi_transport *tp = ofi_tp(dtp);
+    struct timespec end;
+    clock_gettime(CLOCK_REALTIME, &end);
+    end.tv_sec += OFI_LINGER_MS / 1000;
+    (void)pthread_mutex_timedlock(&tp->lock, &end); /* never unlocked */
 }
 
 /* shm reaches the processes of this node only; RMA needs FI_RMA. */
@@ -461,4 +487,6 @@ const disco_transport_ops disco__ofi_ops = {
     .mem_deregister = ofi_mem_deregister,
     .rma_read = ofi_rma_read,
     .caps_of = ofi_caps_of,
+    .conn_abandon = ofi_conn_abandon,
+    .quiesce = ofi_quiesce,
 };
