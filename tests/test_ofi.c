@@ -445,6 +445,17 @@ static int gone_main(void)
     return fputs(addr, stdout) < 0 || fflush(stdout) != 0 ? 3 : 0;
 }
 
+/* In the child: what a worker does when its master is gone, quiesce and
+ * _exit without fini. */
+static int quiesce_main(void)
+{
+    disco_transport *tp;
+    if (T->init(&tp, NULL, prov, &callbacks, NULL) != 0)
+        return 2;
+    T->quiesce(tp);
+    _exit(0);
+}
+
 /* A well-formed address nobody listens on (a transport that is gone): a
  * negative status at once, or on_close(< 0) soon; never a hang. */
 static void test_connect_unreachable(void **state)
@@ -1166,6 +1177,31 @@ static void wait_child(pid_t pid)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
+/* A process that quiesces and _exits leaves nothing behind: libfabric's
+ * shm provider names a region in /dev/shm after the pid, which only the
+ * endpoint's close removes. */
+static void test_quiesce_then_exit(void **state)
+{
+    (void)state;
+    NEED_PROVIDER();
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        execl("/proc/self/exe", "test_ofi", "child", prov, "quiesce", "-", (char *)NULL);
+        _exit(127);
+    }
+    wait_child(pid);
+    char prefix[32];
+    int n = snprintf(prefix, sizeof(prefix), "%ld:", (long)pid);
+    DIR *d = opendir("/dev/shm");
+    assert_non_null(d);
+    for (struct dirent *e; (e = readdir(d));)
+        if (!strncmp(e->d_name, prefix, (size_t)n))
+            fail_msg("/dev/shm/%s outlived process %ld", e->d_name, (long)pid);
+    closedir(d);
+}
+
 static void test_forked_peer(void **state)
 {
     (void)state;
@@ -1389,6 +1425,8 @@ int main(int argc, char **argv)
         prov = argv[2];
         if (strcmp(argv[3], "gone") == 0)
             return gone_main();
+        if (strcmp(argv[3], "quiesce") == 0)
+            return quiesce_main();
         bool rma = strcmp(argv[3], "rma") == 0;
         return child_main(argv[4],
                           rma ? CHILD_RMA : strcmp(argv[3], "spin") == 0 ? CHILD_SPIN
@@ -1420,6 +1458,7 @@ int main(int argc, char **argv)
         {"test_interrupt", test_interrupt},
         {"test_wait_fd", test_wait_fd},
         {"test_forked_peer", test_forked_peer},
+        {"test_quiesce_then_exit", test_quiesce_then_exit},
         {"test_abandon_killed_peer", test_abandon_killed_peer},
         {"test_rma_read", test_rma_read},
         {"test_rma_bad_key", test_rma_bad_key},

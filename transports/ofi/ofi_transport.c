@@ -445,7 +445,13 @@ static void ofi_quiesce(disco_transport *dtp)
     struct timespec end;
     clock_gettime(CLOCK_REALTIME, &end);
     end.tv_sec += OFI_LINGER_MS / 1000;
-    (void)pthread_mutex_timedlock(&tp->lock, &end); /* never unlocked */
+    if (pthread_mutex_timedlock(&tp->lock, &end) != 0) /* never unlocked */
+        return;
+    /* Nobody is inside libfabric now, nor will be: closing the endpoint
+     * removes what would outlive us (the shm provider's region, named in
+     * /dev/shm after our pid, is unlinked by its close only). */
+    close_fid(tp->ep ? &tp->ep->fid : NULL);
+    tp->ep = NULL;
 }
 
 /* shm reaches the processes of this node only; RMA needs FI_RMA. */
