@@ -383,6 +383,26 @@ void BM_shm_pingpong_rtt(benchmark::State &st)
     munmap(mem, sizeof(PingPong));
 }
 
+// One run of an outside ping-pong program per iteration (manual time):
+// rtt(err) is its round trip in seconds, or <= 0 with err saying why, which
+// skips the row. False when skipped.
+template <typename Rtt> bool time_runs(benchmark::State &st, Rtt rtt)
+{
+    double sum = 0;
+    for (auto _ : st) {
+        std::string err;
+        double s = rtt(err);
+        if (s <= 0) {
+            st.SkipWithError(err.c_str());
+            return false;
+        }
+        st.SetIterationTime(s);
+        sum += s;
+    }
+    st.counters["rtt_us"] = sum / static_cast<double>(st.iterations()) * 1e6;
+    return true;
+}
+
 // ---- fi_pingpong ----------------------------------------------------------------
 
 // fi_pingpong's path on PATH, or "".
@@ -602,19 +622,8 @@ void BM_fi_pingpong(benchmark::State &st, const char *provider)
         st.SkipWithError("fi_pingpong not on PATH (apt-get install libfabric-bin)");
         return;
     }
-    double sum = 0;
-    for (auto _ : st) {
-        std::string err;
-        double rtt = fi_pingpong_rtt(exe, provider, 10000, err);
-        if (rtt <= 0) {
-            st.SkipWithError(err.c_str());
-            return;
-        }
-        st.SetIterationTime(rtt);
-        sum += rtt;
-    }
-    st.counters["rtt_us"] = sum / static_cast<double>(st.iterations()) * 1e6;
-    st.SetLabel(std::string("fi_pingpong -p ") + provider + " -e rdm");
+    if (time_runs(st, [&](std::string &err) { return fi_pingpong_rtt(exe, provider, 10000, err); }))
+        st.SetLabel(std::string("fi_pingpong -p ") + provider + " -e rdm");
 }
 
 // ---- MPI ping-pong --------------------------------------------------------------
@@ -707,19 +716,8 @@ void BM_mpi_pingpong(benchmark::State &st, const char *btl)
         st.SkipWithError("no " DISCO_MPI_PINGPONG " or " DISCO_MPIRUN " (make bench/mpi_pingpong)");
         return;
     }
-    double sum = 0;
-    for (auto _ : st) {
-        std::string err;
-        double rtt = mpi_pingpong_rtt(btl, err);
-        if (rtt <= 0) {
-            st.SkipWithError(err.c_str());
-            return;
-        }
-        st.SetIterationTime(rtt);
-        sum += rtt;
-    }
-    st.counters["rtt_us"] = sum / static_cast<double>(st.iterations()) * 1e6;
-    st.SetLabel(std::string("mpirun -np 2 --mca btl self,") + btl);
+    if (time_runs(st, [&](std::string &err) { return mpi_pingpong_rtt(btl, err); }))
+        st.SetLabel(std::string("mpirun -np 2 --mca btl self,") + btl);
 #else
     (void)btl;
     st.SkipWithError("Open MPI not found by configure (apt-get install openmpi-bin "
