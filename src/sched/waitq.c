@@ -2,6 +2,12 @@
 #include "sched/futex.h"
 #include "sched/sched.h"
 
+/* A foreign thread's waiter: signal is 0 until woken, 1 once woken, and
+ * SLEEPING while the thread is (about to be) asleep on it. The waker pays
+ * for a futex_wake only then: a waiter that spun, or that completed its own
+ * wait from the network poll, costs no system call. */
+#define SLEEPING 2u
+
 void disco__waiter_init(disco__waiter *w)
 {
     w->next = NULL;
@@ -19,8 +25,13 @@ int disco__waiter_wait(disco__waiter *w)
         while (!atomic_load_explicit(&w->signal, memory_order_acquire))
             disco__task_park();
     } else if (!disco__sched_foreign_spin(&w->signal)) {
-        while (!atomic_load_explicit(&w->signal, memory_order_acquire))
-            disco__futex_wait(&w->signal, 0, UINT64_MAX);
+        uint32_t v = 0;
+        /* Fails (v == 1) when the wake came meanwhile. */
+        atomic_compare_exchange_strong_explicit(&w->signal, &v, SLEEPING,
+                                                memory_order_acquire,
+                                                memory_order_acquire);
+        while (atomic_load_explicit(&w->signal, memory_order_acquire) != 1)
+            disco__futex_wait(&w->signal, SLEEPING, UINT64_MAX);
     }
     return w->result;
 }
@@ -41,8 +52,8 @@ void disco__waiter_wake(disco__waiter *w, int result)
          * it sees signal; futex_wake on a dead address is harmless (at
          * worst a spurious wake of an unrelated futex, which all callers
          * tolerate). */
-        atomic_store_explicit(&w->signal, 1, memory_order_release);
-        disco__futex_wake(&w->signal, 1);
+        if (atomic_exchange_explicit(&w->signal, 1, memory_order_release) == SLEEPING)
+            disco__futex_wake(&w->signal, 1);
     }
 }
 

@@ -27,7 +27,7 @@
 typedef struct disco__waiter {
     struct disco__waiter *next;
     disco_task *task;        /* NULL: a foreign thread */
-    _Atomic uint32_t signal; /* 0 until woken; futex word for threads */
+    _Atomic uint32_t signal; /* 0 until woken, then 1; futex word for threads */
     int result;              /* set by the waker */
     void *buf;               /* owner-defined (channels: the item) */
 } disco__waiter;
