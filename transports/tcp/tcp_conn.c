@@ -290,6 +290,9 @@ bool tcp_conn_shutdown(tcp_conn *c, int status)
             tp->ready_tail = c->rprev;
         c->on_ready = false;
     }
+    c->gone = true;
+    if (tp->hot == c)
+        tp->hot = NULL;
     bool defer = tp->in_progress;
     if (defer) {
         c->znext = tp->zombies;
