@@ -119,7 +119,12 @@ static int handle_conn(tcp_transport *tp, tcp_conn *c, uint32_t events, bool *op
 {
     char ebuf[128];
     int n = 0;
-    pthread_mutex_lock(&c->mu);
+    /* A sender holds mu while it writes: rather than sleep on the mutex
+     * (and make the sender's unlock a futex_wake), come back to c at the
+     * next poll (epoll is level-triggered; the hot connection is polled
+     * again anyway). */
+    if (pthread_mutex_trylock(&c->mu) != 0)
+        return 0;
     bool writable = events & (EPOLLOUT | EPOLLERR | EPOLLHUP);
     if (c->state == TCP_CONNECTING && writable)
         connect_done_locked(c);
