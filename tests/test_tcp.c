@@ -1234,6 +1234,101 @@ static void test_ipv6(void **state)
     ep_close(&b);
 }
 
+/* Polls (timeout 0) of e until cond holds, at most max of them; the test
+ * asserts cond. Nothing sleeps: what is checked is the number of polls. */
+#define POLL_UNTIL(e, max, cond)                                               \
+    do {                                                                       \
+        for (int k_ = 0; k_ < (max) && !(cond); k_++)                          \
+            T->progress((e)->tp, 0);                                           \
+        assert_true(cond);                                                     \
+    } while (0)
+
+static bool ep_got(ep *e, char byte)
+{
+    pthread_mutex_lock(&e->mu);
+    bool got = memchr(e->rx, byte, e->rxlen) != NULL;
+    pthread_mutex_unlock(&e->mu);
+    return got;
+}
+
+/* A connection that just had data is polled directly (no epoll_wait), but
+ * never to the exclusion of the rest: while it gets data on every poll, a
+ * second connection's data, a new connection and its data still arrive
+ * within a bounded number of polls. */
+static void test_hot_conn_does_not_starve_others(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, 4096);
+    disco_conn *b1, *b2;
+    disco_conn *a1 = connect_pair(&a, &b, &b1);
+    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    assert_int_equal(send1(a1, "x", 1, NULL), 0);
+    POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1); /* b1 is hot */
+    char addr[128];
+    assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
+    disco_conn *a3 = NULL;
+    assert_int_equal(T->connect(a.tp, addr, &a, &a3), 0);
+    assert_int_equal(send1(a2, "Y", 1, NULL), 0);
+    int polls = 0;
+    for (; polls < 200 && !(ep_got(&b, 'Y') && ep_naccepted(&b) == 3); polls++) {
+        assert_int_equal(send1(a1, "x", 1, NULL), 0); /* keeps b1 hot */
+        T->progress(b.tp, 0);
+    }
+    assert_true(ep_got(&b, 'Y'));
+    assert_int_equal(ep_naccepted(&b), 3);
+    /* The new connection's data too, while b1 keeps getting more. */
+    assert_int_equal(send1(a3, "Z", 1, NULL), 0);
+    pump_for(&a, NULL, 50); /* a3's connect completes, Z is written */
+    for (polls = 0; polls < 200 && !ep_got(&b, 'Z'); polls++) {
+        assert_int_equal(send1(a1, "x", 1, NULL), 0);
+        T->progress(b.tp, 0);
+    }
+    assert_true(ep_got(&b, 'Z'));
+    T->conn_close(a1);
+    T->conn_close(a2);
+    T->conn_close(a3);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* The hot connection closed by the core between polls is never touched
+ * again (ASan sees a use after free); closed by the peer, its end is
+ * reported by the next polls. */
+static void test_hot_conn_closed(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, 4096);
+    disco_conn *b1, *b2;
+    disco_conn *a1 = connect_pair(&a, &b, &b1);
+    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    assert_int_equal(send1(a1, "x", 1, NULL), 0);
+    POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1);
+    T->conn_close(b1);
+    atomic_store(&b.dead, (uintptr_t)b1);
+    assert_int_equal(send1(a1, "x", 1, NULL), 0);
+    assert_int_equal(send1(a2, "y", 1, NULL), 0);
+    POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 2);
+    assert_true(ep_got(&b, 'y'));
+    /* b2 is hot now: its peer closes. */
+    T->conn_close(a2);
+    POLL_UNTIL(&b, 1000, ep_closed_index(&b, b2) >= 0);
+    assert_int_equal(b.close_status[ep_closed_index(&b, b2)], 0);
+    for (int i = 0; i < 50; i++)
+        T->progress(b.tp, 0);
+    assert_int_equal(atomic_load(&b.late), 0);
+    assert_int_equal(ep_rxtotal(&b), 2);
+    T->conn_close(b2);
+    T->conn_close(a1);
+    ep_close(&a);
+    ep_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1257,6 +1352,8 @@ int main(void)
         cmocka_unit_test(test_fds_cloexec_nodelay),
         cmocka_unit_test(test_forked_peer),
         cmocka_unit_test(test_ipv6),
+        cmocka_unit_test(test_hot_conn_does_not_starve_others),
+        cmocka_unit_test(test_hot_conn_closed),
     };
     return cmocka_run_group_tests_name("tcp", tests, NULL, NULL);
 }

@@ -78,6 +78,7 @@
 #define TCP_EVENTS 64             /* epoll events per progress call */
 #define TCP_GATHER 64             /* iovecs per sendmsg from the queue */
 #define TCP_PEER_LEN 64           /* "[ipv6]:port" */
+#define TCP_HOT_POLLS 16          /* polls of the hot connection per epoll_wait */
 #define TCP_MSG_LEN 192           /* saved detail of a broken connection */
 
 /* Completions of sends written at once that may wait for the next progress
@@ -133,6 +134,7 @@ struct tcp_conn {
     tcp_conn *rnext, *rprev;   /* tp->ready */
     bool on_ready;
     tcp_conn *znext;           /* tp->zombies */
+    bool gone;                 /* shut down: never hot again */
 
     char peer[TCP_PEER_LEN];   /* immutable after creation */
     /* The core's pointer (conn_set_context): set and read from any thread,
@@ -155,8 +157,12 @@ struct tcp_transport {
     bool sleeping;       /* progress is (about to be) blocked in epoll_wait */
     bool woken;          /* the eventfd was written since it went to sleep */
     unsigned lazy_done;  /* completions owed since progress last looked */
+    tcp_conn *hot;       /* the connection data came on last (see
+                          * tcp_progress.c); cleared when it is shut down */
+    unsigned hot_polls;  /* polls of hot alone since the last epoll_wait */
 
     /* Used by the progress thread only. */
+    tcp_conn *last_read; /* the connection this call read data from last */
     uint8_t rbuf[TCP_RBUF_SIZE];
 };
 

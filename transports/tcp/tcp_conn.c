@@ -18,7 +18,14 @@ tcp_conn *tcp_conn_new(tcp_transport *tp, int fd, tcp_state state,
     c->tp = tp;
     c->fd = fd;
     c->state = state;
-    pthread_mutex_init(&c->mu, NULL);
+    /* Adaptive: a sender and the progress thread hold mu for a few
+     * instructions or one socket call; spinning a little first spares the
+     * loser a futex sleep and the winner a futex_wake. */
+    pthread_mutexattr_t attr;
+    pthread_mutexattr_init(&attr);
+    pthread_mutexattr_settype(&attr, PTHREAD_MUTEX_ADAPTIVE_NP);
+    pthread_mutex_init(&c->mu, &attr);
+    pthread_mutexattr_destroy(&attr);
     pthread_cond_init(&c->cv, NULL);
     snprintf(c->peer, sizeof(c->peer), "%s", peer);
     atomic_init(&c->ctx, ctx);
@@ -290,6 +297,9 @@ bool tcp_conn_shutdown(tcp_conn *c, int status)
             tp->ready_tail = c->rprev;
         c->on_ready = false;
     }
+    c->gone = true;
+    if (tp->hot == c)
+        tp->hot = NULL;
     bool defer = tp->in_progress;
     if (defer) {
         c->znext = tp->zombies;

@@ -36,6 +36,7 @@ int tcp_wait_arm(disco_transport *dtp)
         tp->sleeping = true;
         tp->woken = false;
     }
+    tp->hot_polls = TCP_HOT_POLLS; /* the progress call after the wait asks epoll */
     pthread_mutex_unlock(&tp->lock);
     return pending;
 }
