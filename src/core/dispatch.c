@@ -642,6 +642,9 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     disco__held_drop_peer(p);
     disco__rdv_trailer_abort(p, DISCO_EPROCEXIT);
     bool was_known = p->pid != 0;
+    /* The pools drop it before its futures fail: whoever a failure wakes
+     * (pmap retrying elsewhere, then returning) sees it gone already. */
+    observe(p, false);
     if (p->pid > 1 || (p->pid == 1 && !disco__rt.worker)) {
         disco_error *e = disco_error_new(DISCO_EPROCEXIT, "worker %d exited (%s)",
                                          p->pid, why);
@@ -655,7 +658,6 @@ void disco__peer_gone(disco__peer *p, int status, const char *why)
     }
     atomic_store(&p->ready_status, status ? status : DISCO_EPROCEXIT);
     disco_event_notify(&p->settled);
-    observe(p, false);
     free(p->rbuf);
     p->rbuf = NULL;
     p->rlen = p->rcap = p->rneed = 0;
