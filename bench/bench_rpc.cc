@@ -118,6 +118,40 @@ void BM_remotecall_inflight(benchmark::State &st)
     st.SetItemsProcessed(st.iterations());
 }
 
+// Many calls in flight, issued in batches (disco_batch_begin): each
+// iteration waits for the oldest batch of the window, then sends a new one.
+void BM_remotecall_batched(benchmark::State &st)
+{
+    const size_t batch = static_cast<size_t>(st.range(0)), window = 1024;
+    std::vector<disco_future *> ring(window, nullptr);
+    uint64_t x = 42;
+    disco_value arg = disco_bytes(&x, sizeof(x));
+    size_t head = 0;
+    for (auto _ : st) {
+        for (size_t i = 0; i < batch; i++) {
+            disco_future *&slot = ring[(head + i) % window];
+            if (slot && disco_future_wait(slot) != 0) {
+                st.SkipWithError("call failed");
+                return;
+            }
+            if (slot)
+                disco_future_release(slot);
+            slot = nullptr;
+        }
+        disco_batch_begin();
+        for (size_t i = 0; i < batch; i++)
+            ring[(head + i) % window] = disco_remotecall(echo_bytes, worker_pid, &arg, 1);
+        disco_batch_end();
+        head = (head + batch) % window;
+    }
+    for (disco_future *&f : ring)
+        if (f) {
+            disco_future_wait(f);
+            disco_future_release(f);
+        }
+    st.SetItemsProcessed(st.iterations() * static_cast<int64_t>(batch));
+}
+
 // ---- raw TCP ping-pong baseline ----------------------------------------------
 
 bool full_io(int fd, void *buf, size_t len, bool writing, bool busy)
@@ -198,6 +232,7 @@ DISCO_FUNCTION(os_pid)
 
 BENCHMARK(BM_remotecall_fetch)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_remotecall_inflight)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
+BENCHMARK(BM_remotecall_batched)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(BM_addprocs)->Arg(32)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();

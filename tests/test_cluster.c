@@ -9,6 +9,7 @@
 #include <arpa/inet.h>
 #include <math.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -130,7 +131,7 @@ static int send_garbage(const disco_value *args, size_t n, disco_value *result)
     memset(junk, 0xee, sizeof(junk));
     struct iovec iov = {junk, sizeof(junk)};
     disco__peer *master = atomic_load(&disco__rt.peers[1]);
-    return disco__peer_send(master, &iov, 1, NULL);
+    return disco__peer_send(master, &iov, 1, NULL, false);
 }
 DISCO_FUNCTION(send_garbage)
 
@@ -206,6 +207,30 @@ static int unregistered(const disco_value *args, size_t n, disco_value *result)
 /* ---- tests -------------------------------------------------------------------- */
 
 static int workers[2];
+
+/* A gate on the worker: one call waits at it until another opens it. */
+static disco_event gate;
+static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
+static void gate_init(void) { disco_event_init(&gate, false); }
+
+static int wait_at_gate(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n;
+    pthread_once(&gate_once, gate_init);
+    int rc = disco_event_wait(&gate);
+    *result = disco_i64(7);
+    return rc;
+}
+DISCO_FUNCTION(wait_at_gate)
+
+static int open_gate(const disco_value *args, size_t n, disco_value *result)
+{
+    (void)args, (void)n, (void)result;
+    pthread_once(&gate_once, gate_init);
+    disco_event_notify(&gate);
+    return 0;
+}
+DISCO_FUNCTION(open_gate)
 
 static void test_alone_then_addprocs(void **state)
 {
@@ -361,6 +386,114 @@ static void test_calls_start_in_order(void **state)
         if (v[i] != i)
             fail_msg("call %ld ran as number %ld", v[i], i);
     disco_value_free(&r);
+}
+
+/* Calls sent in a batch, to two workers, all run and answer; nested
+ * batches send at the outermost end; an end without a begin does nothing. */
+static void test_batch(void **state)
+{
+    (void)state;
+    enum { N = 300 };
+    disco_future *f[N];
+    disco_batch_end();
+    disco_batch_begin();
+    for (int i = 0; i < N; i++) {
+        if (i == N / 2)
+            disco_batch_begin();
+        disco_value x = disco_i64(i);
+        assert_non_null(f[i] = disco_remotecall(square, workers[i % 2], &x, 1));
+    }
+    disco_batch_end();
+    disco_batch_end();
+    /* The end sent them: they complete with nobody waiting (a wait would
+     * send them too), and the workers answer without being asked twice. */
+    for (int i = 0; i < N; i++)
+        for (int ms = 0; !disco_future_isready(f[i]) && ms < 60000; ms++)
+            usleep(1000);
+    for (int i = 0; i < N; i++) {
+        assert_true(disco_future_isready(f[i]));
+        const disco_value *v;
+        assert_int_equal(disco_future_fetch(f[i], &v), 0);
+        assert_int_equal(v->i, (long)i * i);
+        disco_future_release(f[i]);
+    }
+}
+
+/* A wait inside a batch sends what the batch held first (it would never
+ * be answered otherwise) and ends the batch; calls keep their order. */
+static void test_batch_wait_inside(void **state)
+{
+    (void)state;
+    disco_value r, x = disco_i64(5);
+    disco_batch_begin();
+    disco_future *f = disco_remotecall(square, workers[0], &x, 1);
+    assert_non_null(f);
+    assert_int_equal(disco_remotecall_fetch(square, workers[1], &x, 1, &r), 0);
+    assert_int_equal(r.i, 25);
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(f, &v), 0);
+    assert_int_equal(v->i, 25);
+    disco_future_release(f);
+    assert_int_equal(disco_remotecall_fetch(square, workers[0], &x, 1, &r), 0);
+    disco_batch_end(); /* already ended by the wait */
+    disco_batch_begin();
+    for (long i = 0; i < 10; i++) {
+        disco_value k = disco_i64(5000 + i);
+        assert_int_equal(disco_remote_do(append, workers[1], &k, 1), 0);
+    }
+    disco_batch_end();
+    assert_int_equal(disco_remotecall_fetch(appended_list, workers[1], NULL, 0, &r), 0);
+    assert_true(r.array.n >= 10);
+    const int64_t *a = r.array.data;
+    for (size_t i = 0; i < 10; i++)
+        assert_int_equal(a[r.array.n - 10 + i], 5000 + (long)i);
+    disco_value_free(&r);
+}
+
+/* On the worker, the answers to a batch's calls are held back until its
+ * thread runs out of work or a call waits: a call of the batch that waits
+ * for a later one of the same batch must still see it run, and every
+ * answer comes. */
+static void test_batch_call_waits_for_later_call(void **state)
+{
+    (void)state;
+    disco_value x = disco_i64(3);
+    disco_batch_begin();
+    disco_future *w = disco_remotecall(wait_at_gate, workers[0], NULL, 0);
+    disco_future *q = disco_remotecall(square, workers[0], &x, 1);
+    disco_future *o = disco_remotecall(open_gate, workers[0], NULL, 0);
+    disco_batch_end();
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(q, &v), 0);
+    assert_int_equal(v->i, 9);
+    assert_int_equal(disco_future_fetch(w, &v), 0);
+    assert_int_equal(v->i, 7);
+    assert_int_equal(disco_future_wait(o), 0);
+    disco_future_release(w);
+    disco_future_release(q);
+    disco_future_release(o);
+}
+
+/* A task that returns with its batch open: what it held still goes. */
+static int batch_left_open(void *arg, void **result)
+{
+    disco_value x = disco_i64(11);
+    disco_batch_begin();
+    *result = disco_remotecall(square, *(int *)arg, &x, 1);
+    return *result ? 0 : -1;
+}
+
+static void test_batch_left_open_by_task(void **state)
+{
+    (void)state;
+    disco_task *t = disco_async(batch_left_open, &workers[1]);
+    assert_non_null(t);
+    void *res;
+    assert_int_equal(disco_task_join(t, &res), 0);
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(res, &v), 0);
+    assert_int_equal(v->i, 121);
+    disco_future_release(res);
 }
 
 /* A connection that does not know the cookie (or speaks nonsense) is
@@ -673,6 +806,10 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_remote_error_names_worker),
         cmocka_unit_test(test_unknown_function),
         cmocka_unit_test(test_calls_start_in_order),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_batch_wait_inside),
+        cmocka_unit_test(test_batch_call_waits_for_later_call),
+        cmocka_unit_test(test_batch_left_open_by_task),
         cmocka_unit_test(test_hostile_connection),
         cmocka_unit_test(test_corrupt_stream_closes_connection),
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),

@@ -378,6 +378,8 @@ static void test_ops_table(void **state)
     assert_non_null(T->local_address);
     assert_non_null(T->connect);
     assert_non_null(T->send);
+    assert_non_null(T->send_more);
+    assert_non_null(T->flush);
     assert_non_null(T->progress);
     assert_non_null(T->interrupt);
     assert_non_null(T->conn_close);
@@ -850,6 +852,117 @@ static void test_close_with_queued_sends(void **state)
     ep_close(&a);
     ep_close(&b);
     free(buf);
+}
+
+static int more1(disco_conn *c, const void *p, size_t n, rec *r)
+{
+    struct iovec v = {(void *)p, n};
+    return T->send_more(c, &v, 1, r);
+}
+
+/* send_more holds messages back: nothing reaches the peer, nothing
+ * completes, until flush writes them all, in order. */
+static void test_send_more_holds_until_flush(void **state)
+{
+    (void)state;
+    enum { N = 10 };
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, 64);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[N] = {{0}};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(more1(ac, &"0123456789"[i], 1, &r[i]), 0);
+    pump_for(&a, &b, 50);
+    assert_int_equal(ep_rxtotal(&b), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(atomic_load(&r[i].count), 0);
+    T->flush(ac);
+    T->flush(ac); /* nothing left: a no-op */
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == N && atomic_load(&r[N - 1].count) == 1);
+    assert_memory_equal(b.rx, "0123456789", N);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(atomic_load(&r[i].count), 1);
+        assert_int_equal(atomic_load(&r[i].status), 0);
+        if (i)
+            assert_true(atomic_load(&r[i - 1].seq) < atomic_load(&r[i].seq));
+    }
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* A plain send behind held messages writes them first, without a flush. */
+static void test_send_after_send_more(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, 64);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[3] = {{0}};
+    assert_int_equal(more1(ac, "ab", 2, &r[0]), 0);
+    assert_int_equal(more1(ac, "cd", 2, &r[1]), 0);
+    assert_int_equal(send1(ac, "ef", 2, &r[2]), 0);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 6 && atomic_load(&r[2].count) == 1);
+    assert_memory_equal(b.rx, "abcdef", 6);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(atomic_load(&r[i].status), 0);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* Past its bound (64 KiB) send_more writes without waiting for a flush. */
+static void test_send_more_bound(void **state)
+{
+    (void)state;
+    enum { N = 100, K = 1024 };
+    static uint8_t chunk[K];
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[N] = {{0}};
+    for (int i = 0; i < N; i++)
+        assert_int_equal(more1(ac, chunk, K, &r[i]), 0);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) >= 64 * K);
+    assert_true(ep_rxtotal(&b) >= 64 * K);
+    T->flush(ac);
+    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == N * K);
+    assert_int_equal(ep_rxtotal(&b), N * K);
+    T->conn_close(ac);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
+}
+
+/* Closing a connection fails the messages it held, once each; none reached
+ * the peer. */
+static void test_close_with_held_sends(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    rec r[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(more1(ac, "x", 1, &r[i]), 0);
+    T->conn_close(ac);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(atomic_load(&r[i].count), 1);
+        assert_int_equal(atomic_load(&r[i].status), DISCO_ECLOSED);
+    }
+    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
+    assert_int_equal(ep_rxtotal(&b), 0);
+    T->conn_close(bc);
+    ep_close(&a);
+    ep_close(&b);
 }
 
 static void test_close_inside_callback(void **state)
@@ -1344,6 +1457,10 @@ int main(void)
         cmocka_unit_test(test_peer_close),
         cmocka_unit_test(test_send_after_peer_reset),
         cmocka_unit_test(test_close_with_queued_sends),
+        cmocka_unit_test(test_send_more_holds_until_flush),
+        cmocka_unit_test(test_send_after_send_more),
+        cmocka_unit_test(test_send_more_bound),
+        cmocka_unit_test(test_close_with_held_sends),
         cmocka_unit_test(test_close_inside_callback),
         cmocka_unit_test(test_close_while_progress_runs),
         cmocka_unit_test(test_interrupt),

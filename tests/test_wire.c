@@ -1045,8 +1045,13 @@ static void test_frame_errors(void **state)
     h.kind = DISCO__FRAME_KIND_END;
     assert_int_equal(disco__frame_header_encode(&h, b), DISCO_EINVAL);
     h.kind = DISCO__FRAME_CALL;
-    h.flags = 1;
+    h.flags = 0x02;
     assert_int_equal(disco__frame_header_encode(&h, b), DISCO_EINVAL);
+    /* The batch flag is known: it travels. */
+    h.flags = DISCO__FRAME_BATCH;
+    assert_int_equal(disco__frame_header_encode(&h, b), 0);
+    assert_int_equal(disco__frame_header_decode(b, sizeof(b), UINT32_MAX, &ok), 0);
+    assert_int_equal(ok.flags, DISCO__FRAME_BATCH);
     assert_int_equal(disco__frame_header_encode(NULL, b), DISCO_EINVAL);
     assert_int_equal(disco__frame_header_decode(NULL, 0, 10, &ok), DISCO_EPROTO);
     assert_int_equal(disco__frame_header_decode(good, sizeof(good), 1000, NULL),

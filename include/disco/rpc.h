@@ -120,6 +120,27 @@ DISCO_API int disco_remote_do(disco_function fn, int pid,
                               const disco_value *args, size_t nargs);
 
 /*
+ * Batches. Between disco_batch_begin and disco_batch_end, the messages the
+ * calling thread sends (remotecall and its family, remote_do, channel puts
+ * ...) may be held back and written together when the batch ends: over
+ * TCP, one system call for up to 64 KiB of them instead of one each, as
+ * MPI codes get from MSG_MORE or libfabric's FI_MORE. The worker then
+ * answers the batch's calls together too: an answer may wait until the
+ * worker's thread has run the batch's other calls that arrived with it,
+ * or until one of them waits for something. Transports that gain nothing
+ * from it (shared memory) send at once. Use it to issue many small calls
+ * in a row; a single call is fastest outside a batch.
+ *
+ * Any wait of the calling thread or task (fetch, wait, take, sleep, a
+ * yield) first sends what the batch held and ends the batch: a later
+ * disco_batch_end does nothing. So does the end of the task that began it.
+ * Batches nest: the outermost end sends. Calls keep their order and their
+ * semantics; only when their bytes leave changes.
+ */
+DISCO_API void disco_batch_begin(void);
+DISCO_API void disco_batch_end(void);
+
+/*
  * Waits for the future and gives its value (owned by the future, valid
  * until disco_future_release). A future that holds an error always fails
  * with it (status returned, error in the last-error slot), local or remote.

@@ -41,7 +41,7 @@ static void flush_auth(disco__peer *p)
         return;
     memcpy(copy, out, n);
     struct iovec iov = {copy, n};
-    if (disco__peer_send(p, &iov, 1, copy) != 0)
+    if (disco__peer_send(p, &iov, 1, copy, false) != 0)
         free(copy);
 }
 
@@ -192,7 +192,9 @@ typedef struct disco__call {
 
 static void reply(call *c, int rc, const disco_value *result)
 {
-    disco__frame_header h = {.call_id = c->h.call_id};
+    /* The answers to a batch's calls go back together (batch.c). */
+    disco__frame_header h = {.call_id = c->h.call_id,
+                             .flags = c->h.flags & DISCO__FRAME_BATCH};
     if (rc == 0) {
         h.kind = DISCO__FRAME_RESULT;
         rc = disco__send_frame_rdv(c->from, &h, result, &c->held.regs);
@@ -249,6 +251,7 @@ static int run_call(void *arg, void **unused)
 static void refuse_call(disco__peer *p, const disco__frame_header *in, int rc)
 {
     call c = {.from = p, .h = *in};
+    c.h.flags = 0; /* answered from progress, which does not flush: at once */
     if (in->kind == DISCO__FRAME_REMOTE_DO) {
         disco__log_conn_error(p, "remote_do refused");
         return;

@@ -92,6 +92,7 @@ int disco__runtime_start(void)
     sem_init(&r->master_gone, 0, 0);
     r->hook = (disco__progress_hook){progress_poll, progress_interrupt, r};
     disco__sched_set_progress(&r->hook);
+    disco__batch_start();
     atomic_store_explicit(&r->up, true, memory_order_release);
 out:
     pthread_mutex_unlock(&r->lock);
@@ -110,15 +111,33 @@ disco__peer *disco__peer_new(int pid)
     return p;
 }
 
-int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token)
+int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token,
+                     bool more)
 {
     pthread_rwlock_rdlock(&p->conn_lock);
     disco__link *l = p->fast;
-    int rc = l ? l->x->ops->send(l->conn, iov, iovcnt, token)
-             : p->conn ? disco__rt.ops->send(p->conn, iov, iovcnt, token)
-                       : DISCO_ECLOSED;
+    const disco_transport_ops *ops = l ? l->x->ops : disco__rt.ops;
+    disco_conn *c = l ? l->conn : p->conn;
+    more = more && ops->send_more;
+    int rc = !c ? DISCO_ECLOSED
+             : more ? ops->send_more(c, iov, iovcnt, token)
+                    : ops->send(c, iov, iovcnt, token);
     pthread_rwlock_unlock(&p->conn_lock);
+    if (rc == 0 && more)
+        disco__batch_held(p);
     return rc;
+}
+
+void disco__peer_flush(disco__peer *p)
+{
+    /* Both connections: a batch may have begun before the upgrade. */
+    pthread_rwlock_rdlock(&p->conn_lock);
+    disco__link *l = p->fast;
+    if (l && l->x->ops->flush)
+        l->x->ops->flush(l->conn);
+    if (p->conn && disco__rt.ops->flush)
+        disco__rt.ops->flush(p->conn);
+    pthread_rwlock_unlock(&p->conn_lock);
 }
 
 void disco__peer_free_unpublished(disco__peer *p)
@@ -246,6 +265,8 @@ int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_va
         return rc;
     }
     h->payload_len = (uint32_t)size;
+    if (disco__batch_open())
+        h->flags |= DISCO__FRAME_BATCH;
     if ((rc = disco__frame_header_encode(h, buf)) != 0) {
         free(buf);
         return rc;
@@ -261,7 +282,7 @@ int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_va
     iov[0] = (struct iovec){buf, DISCO__FRAME_HEADER_SIZE + size};
     for (size_t i = 0; i < ntrail; i++)
         iov[i + 1] = regs->trail[i];
-    rc = disco__peer_send(p, iov, (int)(ntrail + 1), buf);
+    rc = disco__peer_send(p, iov, (int)(ntrail + 1), buf, h->flags & DISCO__FRAME_BATCH);
     if (iov != one)
         free(iov);
     if (rc) {

@@ -150,7 +150,18 @@ disco__peer *disco__peer_new(int pid);
 
 /* Sends iov on p's connection (token as for the transport's send).
  * DISCO_ECLOSED once the connection is closed. */
-int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token);
+/* Sends on p's data path (see disco_transport_ops.send); with more, by
+ * send_more where the transport has it, and p is remembered for the
+ * thread's next flush (batch.c). */
+int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token,
+                     bool more);
+/* Writes what send_more held back on p's connections. */
+void disco__peer_flush(disco__peer *p);
+
+/* batch.c: disco_batch_begin/end and the messages a thread holds back. */
+void disco__batch_start(void);                /* at runtime start */
+bool disco__batch_open(void);                 /* on this thread */
+void disco__batch_held(const disco__peer *p); /* a send to p was held */
 
 /* Closes p's connections (idempotent): frees them in the transport. For
  * a peer the core is done with: its links say nothing more to it. */

@@ -181,6 +181,16 @@ typedef struct disco_transport_ops {
      * to, whose every send and progress then spins forever). Any thread.
      * NULL: nothing to wait for. */
     void (*quiesce)(disco_transport *tp);
+
+    /* send for a message with more to follow at once (a batch: see
+     * disco_batch_begin): the transport may hold the bytes back until the
+     * next send or flush on c, to write the batch with one system call
+     * (MSG_MORE, libfabric's FI_MORE), up to a bound of its own. Same
+     * contract as send otherwise. NULL: the core uses send. */
+    int (*send_more)(disco_conn *c, const struct iovec *iov, int iovcnt, void *token);
+    /* Writes what send_more held back on c (nothing when it holds none).
+     * Never blocks; any thread. NULL when send_more is. */
+    void (*flush)(disco_conn *c);
 } disco_transport_ops;
 
 #define DISCO_TRANSPORT_ADDR_MAX 256

@@ -107,6 +107,22 @@ static bool run_progress(int timeout_ms)
 }
 
 static DISCO__TLS disco__worker *tls_worker;
+DISCO__TLS unsigned disco__held_bits;
+static void (*_Atomic held_flush)(void);
+
+void disco__sched_set_held_flush(void (*flush)(void))
+{
+    atomic_store_explicit(&held_flush, flush, memory_order_release);
+}
+
+void disco__held_flush_now(void)
+{
+    void (*flush)(void) = atomic_load_explicit(&held_flush, memory_order_acquire);
+    if (flush)
+        flush();
+    else
+        disco__held_bits = 0;
+}
 static DISCO__TLS disco_error *tls_error; /* last error outside tasks */
 static DISCO__TLS bool tls_error_registered;
 static pthread_key_t error_key;
@@ -496,6 +512,8 @@ static void *worker_main(void *arg)
          * from arriving. */
         if (t && ++busy == BUSY_POLL_EVERY) {
             busy = 0;
+            if (disco__held_bits) /* a busy worker's answers go now and then too */
+                disco__held_flush_now();
             run_progress(0);
         }
         if (t) {
@@ -511,6 +529,8 @@ static void *worker_main(void *arg)
         }
         if (w->done_count) /* nothing to run: hand in what we counted */
             disco__sync_flush(w);
+        if (disco__held_bits) /* and send what the tasks held back */
+            disco__held_flush_now();
         if (atomic_load_explicit(&S.stopping, memory_order_acquire))
             break;
         if (!searching) {

@@ -179,6 +179,23 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal);
 /* Reads the network once if no one else is (from any thread or task). */
 void disco__sched_poll_network(void);
 
+/*
+ * Messages a thread holds back to send together (a batch: see
+ * disco_batch_begin) must go out before the thread waits or runs out of
+ * work, or the answer it waits for may never come. The core sets bits of
+ * disco__held_bits on the thread that holds them, and registers the function
+ * that sends them and clears disco__held_bits. The scheduler calls it when a
+ * task parks or yields, when a thread waits outside a task, when a worker
+ * finds nothing to run or has run BUSY_POLL_EVERY tasks in a row, and when
+ * a task returns with a batch open. It costs a thread-local load on those
+ * paths, and a call only when set.
+ */
+#define DISCO__HELD_SENDS 1u /* messages held back */
+#define DISCO__HELD_BATCH 2u /* a batch is open */
+extern DISCO__TLS unsigned disco__held_bits;
+void disco__sched_set_held_flush(void (*flush)(void));
+void disco__held_flush_now(void); /* calls it */
+
 /* Starts the scheduler if it is not running: 0, or a status with the last
  * error set. */
 int disco__sched_ensure(void);

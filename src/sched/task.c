@@ -169,6 +169,8 @@ static void task_entry(void *arg)
     __sanitizer_finish_switch_fiber(NULL, NULL, NULL);
 #endif
     t->status = t->fn(t->arg, &t->result);
+    if (disco__held_bits & DISCO__HELD_BATCH) /* left open: it ends with the task */
+        disco__held_flush_now();
     disco__task_switch_out(t, LEAVE_EXIT);
     __builtin_unreachable();
 }
@@ -388,6 +390,8 @@ void disco__task_run(disco__worker *w, disco_task *t)
 
 void disco__task_park(void)
 {
+    if (disco__held_bits)
+        disco__held_flush_now();
     disco__worker *w = disco__self();
     disco_task *t = w->current;
     int s = TASK_RUNNABLE;
@@ -428,6 +432,8 @@ void disco__task_unpark(disco_task *t)
 
 void disco_yield(void)
 {
+    if (disco__held_bits)
+        disco__held_flush_now();
     disco__worker *w = disco__self();
     if (w && w->current)
         disco__task_switch_out(w->current, LEAVE_YIELD);

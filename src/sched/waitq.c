@@ -18,7 +18,11 @@ int disco__waiter_wait(disco__waiter *w)
     if (w->task) {
         while (!atomic_load_explicit(&w->signal, memory_order_acquire))
             disco__task_park();
-    } else if (!disco__sched_foreign_spin(&w->signal)) {
+        return w->result;
+    }
+    if (disco__held_bits) /* what this thread held back goes before it waits */
+        disco__held_flush_now();
+    if (!disco__sched_foreign_spin(&w->signal)) {
         uint32_t s = DISCO__WAITING;
         if (atomic_compare_exchange_strong_explicit(&w->signal, &s, DISCO__ASLEEP,
                                                     memory_order_acquire,

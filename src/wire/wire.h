@@ -191,9 +191,11 @@ typedef enum disco__frame_kind {
     DISCO__FRAME_KIND_END            /* one past the last kind */
 } disco__frame_kind;
 
-/* Flag bits the receiver understands; any other bit set is DISCO_EPROTO.
- * None is defined yet. */
-#define DISCO__FRAME_FLAGS_KNOWN 0x00u
+/* Flag bits the receiver understands; any other bit set is DISCO_EPROTO. */
+/* Sent in a batch (disco_batch_begin): the answer may be held back to go
+ * with the batch's other answers. */
+#define DISCO__FRAME_BATCH 0x01u
+#define DISCO__FRAME_FLAGS_KNOWN 0x01u
 
 /*
  * The fixed header, in stream order (offsets in bytes):

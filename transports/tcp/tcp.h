@@ -80,6 +80,9 @@
 #define TCP_PEER_LEN 64           /* "[ipv6]:port" */
 #define TCP_HOT_POLLS 16          /* polls of the hot connection per epoll_wait */
 #define TCP_MSG_LEN 192           /* saved detail of a broken connection */
+/* Bytes send_more may hold back on a connection before it writes them:
+ * past this, a batch gains nothing from waiting (see tcp_send.c). */
+#define TCP_HOLD_MAX (64 * 1024)
 
 /* Completions of sends written at once that may wait for the next progress
  * call before a blocked one is woken for them (see Threading). */
@@ -120,6 +123,9 @@ struct tcp_conn {
     size_t done_pos, done_len, done_cap;
     size_t nqueued;       /* sends on the queue; done_cap >= done_len +
                            * nqueued, so completing never allocates */
+    bool held;            /* the queue is send_more's, unwritten: no
+                           * EPOLLOUT; the next send or flush writes it */
+    size_t held_bytes;
     int close_status;     /* on_close status once DEAD (0: peer closed) */
     int sock_err;         /* errno a send outside progress hit; reported
                            * when progress sees the socket end */
@@ -255,6 +261,9 @@ int tcp_connect(disco_transport *tp, const char *address, void *ctx,
                 disco_conn **c);
 int tcp_send_op(disco_conn *c, const struct iovec *iov, int iovcnt,
                 void *token);
+int tcp_send_more_op(disco_conn *c, const struct iovec *iov, int iovcnt,
+                     void *token);
+void tcp_flush_op(disco_conn *c);
 int tcp_progress(disco_transport *tp, int timeout_ms);
 void tcp_interrupt(disco_transport *tp);
 int tcp_wait_fd(disco_transport *tp);

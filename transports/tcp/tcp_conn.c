@@ -57,7 +57,7 @@ int tcp_conn_update_events_locked(tcp_conn *c)
     if (c->state == TCP_CONNECTING)
         want = EPOLLOUT;
     else if (c->state == TCP_OPEN)
-        want = EPOLLIN | (c->head ? EPOLLOUT : 0);
+        want = EPOLLIN | (c->head && !c->held ? EPOLLOUT : 0);
     else
         return 0;
     if (want == c->events)

@@ -9,6 +9,11 @@
  * sendmsg. Every byte is written under the mutex, so sends are never
  * interleaved. Completions never call back from here: they are recorded and
  * delivered by progress (see tcp.h).
+ *
+ * send_more queues without writing (c->held: no EPOLLOUT for it either);
+ * the next send or flush on c writes the held sends with its own, gathered,
+ * so that a batch of small messages costs one sendmsg, not one each. Past
+ * TCP_HOLD_MAX held bytes send_more writes as send does.
  */
 #include <limits.h>
 #include <stdlib.h>
@@ -47,8 +52,11 @@ static void queue_consume(tcp_conn *c, size_t n)
         if (!send_skip(s))
             break;
         c->head = s->next;
-        if (!c->head)
+        if (!c->head) {
             c->tail = NULL;
+            c->held = false; /* whoever wrote them, nothing is held now */
+            c->held_bytes = 0;
+        }
         c->nqueued--;
         c->done[c->done_len++] = s->token;
         free(s);
@@ -134,22 +142,55 @@ static int enqueue(tcp_conn *c, const struct iovec *iov, int iovcnt, int first,
     return 0;
 }
 
-int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt,
-                void *token)
+/* Writes what c holds back, and anything queued with it (mu held); what
+ * the socket does not take waits for EPOLLOUT as any queued send. */
+static void write_held_locked(tcp_conn *c)
 {
-    if (!dc || iovcnt < 0 || (iovcnt > 0 && !iov))
-        return disco_error_set(DISCO_EINVAL, "tcp: send: bad arguments");
-    tcp_conn *c = tcp_c(dc);
-    pthread_mutex_lock(&c->mu);
-    int rc;
-    if (c->state == TCP_DEAD || c->state == TCP_CLOSED) {
-        rc = disco_error_set(DISCO_ECLOSED, "tcp: send on a closed connection to %s",
-                             c->peer);
-        goto out;
+    char ebuf[128];
+    size_t done = c->done_len;
+    c->held = false;
+    c->held_bytes = 0;
+    int err = tcp_conn_write_locked(c);
+    if (err) {
+        tcp_conn_fail_locked(c, tcp_status(-err), "tcp: write to %s: %s", c->peer,
+                             strerror_r(-err, ebuf, sizeof(ebuf)));
+        return;
     }
+    if (c->done_len > done) /* complete through progress */
+        tcp_conn_mark_done_locked(c);
+    if ((err = tcp_conn_update_events_locked(c)) != 0)
+        tcp_conn_fail_locked(c, tcp_status(-err), "tcp: epoll_ctl for %s: %s", c->peer,
+                             strerror_r(-err, ebuf, sizeof(ebuf)));
+}
+
+static size_t iov_bytes(const struct iovec *iov, int iovcnt)
+{
+    size_t n = 0;
+    for (int i = 0; i < iovcnt; i++)
+        n += iov[i].iov_len;
+    return n;
+}
+
+static int send_locked(tcp_conn *c, const struct iovec *iov, int iovcnt, void *token,
+                       bool more)
+{
+    if (c->state == TCP_DEAD || c->state == TCP_CLOSED)
+        return disco_error_set(DISCO_ECLOSED, "tcp: send on a closed connection to %s",
+                               c->peer);
     /* Room to record the completion, reserved before a byte is written. */
-    if ((rc = tcp_conn_done_reserve_locked(c, 1)) != 0)
-        goto out;
+    int rc = tcp_conn_done_reserve_locked(c, 1);
+    if (rc)
+        return rc;
+    if (more && c->state == TCP_OPEN && (!c->head || c->held)) {
+        size_t n = iov_bytes(iov, iovcnt);
+        if (c->held_bytes + n <= TCP_HOLD_MAX) {
+            if ((rc = enqueue(c, iov, iovcnt, 0, 0, token)) == 0) {
+                c->held = true;
+                c->held_bytes += n;
+            }
+            return rc;
+        }
+    }
     int first = 0;
     size_t skip = 0;
     if (c->state == TCP_OPEN && !c->head) {
@@ -159,7 +200,7 @@ int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt,
         if (first == iovcnt) { /* all written: complete through progress */
             c->done[c->done_len++] = token;
             tcp_conn_mark_done_locked(c);
-            goto out;
+            return 0;
         }
         skip = w;
     }
@@ -168,7 +209,11 @@ int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt,
             tcp_conn_fail_locked(c, DISCO_ENOMEM,
                                  "tcp: out of memory after a partial write to %s",
                                  c->peer);
-        goto out;
+        return rc;
+    }
+    if (c->held) { /* behind held sends: write them all now */
+        write_held_locked(c);
+        return 0;
     }
     int err = tcp_conn_update_events_locked(c);
     if (err) {
@@ -176,7 +221,36 @@ int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt,
         tcp_conn_fail_locked(c, tcp_status(-err), "tcp: epoll_ctl for %s: %s",
                              c->peer, strerror_r(-err, buf, sizeof(buf)));
     }
-out:
+    return 0;
+}
+
+static int send_common(disco_conn *dc, const struct iovec *iov, int iovcnt, void *token,
+                       bool more)
+{
+    if (!dc || iovcnt < 0 || (iovcnt > 0 && !iov))
+        return disco_error_set(DISCO_EINVAL, "tcp: send: bad arguments");
+    tcp_conn *c = tcp_c(dc);
+    pthread_mutex_lock(&c->mu);
+    int rc = send_locked(c, iov, iovcnt, token, more);
     pthread_mutex_unlock(&c->mu);
     return rc;
+}
+
+int tcp_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt, void *token)
+{
+    return send_common(dc, iov, iovcnt, token, false);
+}
+
+int tcp_send_more_op(disco_conn *dc, const struct iovec *iov, int iovcnt, void *token)
+{
+    return send_common(dc, iov, iovcnt, token, true);
+}
+
+void tcp_flush_op(disco_conn *dc)
+{
+    tcp_conn *c = tcp_c(dc);
+    pthread_mutex_lock(&c->mu);
+    if (c->held && c->state == TCP_OPEN)
+        write_held_locked(c);
+    pthread_mutex_unlock(&c->mu);
 }
