@@ -2,7 +2,8 @@
 // remotecall_fetch round trips over TCP next to raw TCP ping-pongs measured
 // in the same run: a forked echo peer on loopback, with blocking reads, and
 // with busy-polling non-blocking reads (the fastest a TCP hop gets here).
-// Payloads: 8 B, 64 KiB, 1 MiB. The binary is also the worker program.
+// Payloads: 8 B, 64 KiB, 1 MiB. Also many calls in flight, one by one and in
+// batches, and addprocs(32). The binary is also the worker program.
 #include <benchmark/benchmark.h>
 
 #include <arpa/inet.h>
@@ -13,8 +14,11 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <vector>
 
@@ -154,14 +158,19 @@ void BM_remotecall_batched(benchmark::State &st)
 
 // ---- raw TCP ping-pong baseline ----------------------------------------------
 
-bool full_io(int fd, void *buf, size_t len, bool writing, bool busy)
+// Busy: spin on the socket, or, with a spin limit, spin that many times
+// before a blocking read (an echo peer idle between blocks gives its core
+// back).
+bool full_io(int fd, void *buf, size_t len, bool writing, bool busy, long spin_limit = 0)
 {
     auto *p = static_cast<char *>(buf);
+    long spins = 0;
     while (len) {
+        bool spin = busy && (spin_limit == 0 || spins++ < spin_limit);
         ssize_t n = writing ? send(fd, p, len, MSG_NOSIGNAL)
-                            : recv(fd, p, len, busy ? MSG_DONTWAIT : 0);
+                            : recv(fd, p, len, spin ? MSG_DONTWAIT : 0);
         if (n < 0 && (errno == EAGAIN || errno == EINTR))
-            continue; // busy-poll: spin on the socket
+            continue;
         if (n <= 0)
             return false;
         p += n;
@@ -174,7 +183,7 @@ bool full_io(int fd, void *buf, size_t len, bool writing, bool busy)
 struct EchoPeer {
     int fd = -1;
     pid_t pid = -1;
-    EchoPeer(size_t len, bool busy)
+    EchoPeer(size_t len, bool busy, long spin_limit = 0)
     {
         int lfd = socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in sa{};
@@ -190,7 +199,7 @@ struct EchoPeer {
             int one = 1;
             setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
             std::vector<char> buf(len);
-            while (full_io(c, buf.data(), len, false, busy) &&
+            while (full_io(c, buf.data(), len, false, busy, spin_limit) &&
                    full_io(c, buf.data(), len, true, busy))
                 ;
             _exit(0);
@@ -222,6 +231,52 @@ void tcp_pingpong(benchmark::State &st, bool busy)
     st.SetBytesProcessed(st.iterations() * st.range(0) * 2);
 }
 
+// remotecall_fetch against the raw busy-poll ping-pong, in alternating blocks
+// of the same period: the machine's speed drifts (the host moves its vCPUs),
+// so rows measured minutes apart compare badly. Reports the medians of the
+// blocks' mean round trips and of their ratio.
+void BM_remotecall_fetch_over_busypoll(benchmark::State &st)
+{
+    const int block = 500;
+    size_t len = static_cast<size_t>(st.range(0));
+    EchoPeer peer(len, true, 200); // spins a little, then sleeps
+    std::vector<char> buf(len, 0x5a);
+    disco_value arg = disco_bytes(buf.data(), len);
+    std::vector<double> disco_ns, raw_ns, ratio;
+    using clock = std::chrono::steady_clock;
+    for (auto _ : st) {
+        auto t0 = clock::now();
+        for (int i = 0; i < block; i++) {
+            disco_value r;
+            if (disco_remotecall_fetch(echo_bytes, worker_pid, &arg, 1, &r) != 0) {
+                st.SkipWithError("call failed");
+                return;
+            }
+            disco_value_free(&r);
+        }
+        auto t1 = clock::now();
+        for (int i = 0; i < block; i++)
+            if (!full_io(peer.fd, buf.data(), len, true, true) ||
+                !full_io(peer.fd, buf.data(), len, false, true)) {
+                st.SkipWithError("echo peer failed");
+                return;
+            }
+        auto t2 = clock::now();
+        double d = std::chrono::duration<double, std::nano>(t1 - t0).count() / block;
+        double r = std::chrono::duration<double, std::nano>(t2 - t1).count() / block;
+        disco_ns.push_back(d);
+        raw_ns.push_back(r);
+        ratio.push_back(d / r);
+    }
+    auto median = [](std::vector<double> v) {
+        std::sort(v.begin(), v.end());
+        return v.empty() ? 0.0 : v[v.size() / 2];
+    };
+    st.counters["disco_ns"] = median(disco_ns);
+    st.counters["raw_ns"] = median(raw_ns);
+    st.counters["ratio"] = median(ratio);
+}
+
 void BM_tcp_pingpong_blocking(benchmark::State &st) { tcp_pingpong(st, false); }
 void BM_tcp_pingpong_busypoll(benchmark::State &st) { tcp_pingpong(st, true); }
 
@@ -234,11 +289,15 @@ BENCHMARK(BM_remotecall_fetch)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime
 BENCHMARK(BM_remotecall_inflight)->Arg(1)->Arg(64)->Arg(1024)->UseRealTime();
 BENCHMARK(BM_remotecall_batched)->Arg(16)->Arg(64)->UseRealTime();
 BENCHMARK(BM_addprocs)->Arg(32)->Iterations(3)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_remotecall_fetch_over_busypoll)->Arg(8)->Iterations(40)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 
 int main(int argc, char **argv)
 {
+    // Over TCP, as the raw ping-pongs, unless told otherwise (on one node
+    // auto would pick shared memory: bench_transport measures that).
+    setenv("DISCO_TRANSPORT", "tcp", 0);
     disco_init(&argc, &argv); // a worker never returns from here
     // --benchmark_list_tests must not start workers (Initialize eats it).
     bool listing = false;
