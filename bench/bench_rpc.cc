@@ -277,6 +277,48 @@ void BM_remotecall_fetch_over_busypoll(benchmark::State &st)
     st.counters["ratio"] = median(ratio);
 }
 
+// The ceiling of BM_remotecall_inflight without batches: 8-byte messages
+// with up to `window` in flight, one send per message each way (the echo
+// peer answers each as it reads it), as calls in flight go one by one.
+void BM_tcp_pipelined(benchmark::State &st)
+{
+    const long window = st.range(0);
+    const size_t len = 8;
+    EchoPeer peer(len, true, 200);
+    char msg[len] = {0};
+    std::vector<char> in(64 << 10);
+    long sent = 0, got = 0; // messages; got counts whole ones
+    size_t partial = 0;     // bytes of a reply read so far
+    for (auto _ : st) {
+        while (sent - got >= window) { // wait for a reply
+            ssize_t n = recv(peer.fd, in.data(), in.size(), MSG_DONTWAIT);
+            if (n < 0 && (errno == EAGAIN || errno == EINTR))
+                continue;
+            if (n <= 0) {
+                st.SkipWithError("echo peer failed");
+                return;
+            }
+            partial += static_cast<size_t>(n);
+            got += static_cast<long>(partial / len);
+            partial %= len;
+        }
+        if (!full_io(peer.fd, msg, len, true, true)) {
+            st.SkipWithError("echo peer failed");
+            return;
+        }
+        sent++;
+    }
+    while (got < sent) { // drain
+        ssize_t n = recv(peer.fd, in.data(), in.size(), 0);
+        if (n <= 0)
+            break;
+        partial += static_cast<size_t>(n);
+        got += static_cast<long>(partial / len);
+        partial %= len;
+    }
+    st.SetItemsProcessed(st.iterations());
+}
+
 void BM_tcp_pingpong_blocking(benchmark::State &st) { tcp_pingpong(st, false); }
 void BM_tcp_pingpong_busypoll(benchmark::State &st) { tcp_pingpong(st, true); }
 
@@ -292,6 +334,7 @@ BENCHMARK(BM_addprocs)->Arg(32)->Iterations(3)->Unit(benchmark::kMillisecond)->U
 BENCHMARK(BM_remotecall_fetch_over_busypoll)->Arg(8)->Iterations(40)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_blocking)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
 BENCHMARK(BM_tcp_pingpong_busypoll)->Arg(8)->Arg(64 << 10)->Arg(1 << 20)->UseRealTime();
+BENCHMARK(BM_tcp_pipelined)->Arg(1024)->UseRealTime();
 
 int main(int argc, char **argv)
 {

@@ -419,6 +419,8 @@ static void test_batch(void **state)
     }
 }
 
+static bool future_ready(void *f) { return disco_future_isready(f); }
+
 /* A wait inside a batch sends what the batch held first (it would never
  * be answered otherwise) and ends the batch; calls keep their order. */
 static void test_batch_wait_inside(void **state)
@@ -436,6 +438,13 @@ static void test_batch_wait_inside(void **state)
     disco_future_release(f);
     assert_int_equal(disco_remotecall_fetch(square, workers[0], &x, 1, &r), 0);
     disco_batch_end(); /* already ended by the wait */
+    /* A sleep is a wait too (disco_timedwait sleeps between its tests). */
+    disco_batch_begin();
+    f = disco_remotecall(square, workers[0], &x, 1);
+    assert_non_null(f);
+    assert_int_equal(disco_timedwait(future_ready, f, 60, 0.001), 0);
+    disco_batch_end();
+    disco_future_release(f);
     disco_batch_begin();
     for (long i = 0; i < 10; i++) {
         disco_value k = disco_i64(5000 + i);

@@ -183,12 +183,13 @@ void disco__sched_poll_network(void);
  * Messages a thread holds back to send together (a batch: see
  * disco_batch_begin) must go out before the thread waits or runs out of
  * work, or the answer it waits for may never come. The core sets bits of
- * disco__held_bits on the thread that holds them, and registers the function
- * that sends them and clears disco__held_bits. The scheduler calls it when a
- * task parks or yields, when a thread waits outside a task, when a worker
- * finds nothing to run or has run BUSY_POLL_EVERY tasks in a row, and when
- * a task returns with a batch open. It costs a thread-local load on those
- * paths, and a call only when set.
+ * disco__held_bits on the thread that holds them, and registers the
+ * function that sends them and clears disco__held_bits. The scheduler
+ * calls it when a task parks or yields, when a thread waits or sleeps
+ * outside a task, when a worker finds nothing to run or has run
+ * BUSY_POLL_EVERY tasks in a row, and when a task returns with a batch
+ * open. It costs a thread-local load on those paths, and a call only when
+ * set.
  */
 #define DISCO__HELD_SENDS 1u /* messages held back */
 #define DISCO__HELD_BATCH 2u /* a batch is open */

@@ -27,6 +27,8 @@ int disco_sleep(double seconds)
             return disco_error_set(DISCO_ENOMEM, "disco_sleep: no memory");
         return disco__waiter_wait_intr(&w, cancel_sleep, NULL);
     }
+    if (disco__held_bits) /* what this thread held back goes before it sleeps */
+        disco__held_flush_now();
     struct timespec ts = {.tv_sec = (time_t)(ns / 1000000000u),
                           .tv_nsec = (long)(ns % 1000000000u)};
     while (nanosleep(&ts, &ts) != 0)
