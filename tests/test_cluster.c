@@ -566,16 +566,23 @@ static void test_worker_killed_with_calls_in_flight(void **state)
     assert_int_equal(disco_remotecall_fetch(whoami, workers[1], NULL, 0, &r), 0);
     pid_t os_pid = (pid_t)r.list.items[1].i;
     disco_value_free(&r);
-    disco_value secs = disco_f64(30);
+    disco_value secs = disco_f64(30), short_secs = disco_f64(0.2);
     disco_future *f[3];
     for (int i = 0; i < 3; i++)
         assert_non_null(f[i] = disco_remotecall(nap, workers[1], &secs, 1));
+    /* Another worker's call in flight meanwhile is not failed with them. */
+    disco_future *other = disco_remotecall(nap, workers[0], &short_secs, 1);
+    assert_non_null(other);
     kill(os_pid, SIGKILL);
     for (int i = 0; i < 3; i++) {
         assert_int_equal(disco_future_wait(f[i]), DISCO_EPROCEXIT);
         assert_int_equal(disco_error_pid(disco_last_error()), workers[1]);
         disco_future_release(f[i]);
     }
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(other, &v), 0);
+    assert_int_equal(v->i, workers[0]);
+    disco_future_release(other);
     int pids[8];
     assert_int_equal(disco_workers(pids, 8), 1);
     assert_int_equal(pids[0], workers[0]);

@@ -188,7 +188,12 @@ typedef struct disco__call {
     disco__rdv_wait rdv; /* arguments still to read by rendezvous */
     disco_value result;  /* kept while the caller reads it (held) */
     disco__held held;
+    disco_value inplace[]; /* CALL_INPLACE: the items of args, when they fit */
 } call;
+
+/* A call of up to this many arguments needs no allocation for their
+ * array (disco__value_decode_into). */
+#define CALL_INPLACE 4
 
 static void reply(call *c, int rc, const disco_value *result)
 {
@@ -324,7 +329,8 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
 {
     const char *name = NULL;
     disco_function fn = disco__function_by_id(h->function_id, &name);
-    call *c = malloc(sizeof(*c)); /* initialized below: calloc costs more */
+    /* Initialized below: calloc costs more. */
+    call *c = malloc(sizeof(*c) + CALL_INPLACE * sizeof(disco_value));
     if (!c) {
         refuse_call(p, h, disco_error_set(DISCO_ENOMEM, "no memory for a call"));
         return;
@@ -332,7 +338,8 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
     *c = (call){.from = p, .h = *h, .fn = fn, .name = name};
     size_t used;
     disco__rdv_in *in = disco__rdv_accept(p, &c->rdv);
-    int rc = disco__value_decode_rdv(payload, h->payload_len, &used, &c->args, in);
+    int rc = disco__value_decode_into(payload, h->payload_len, &used, &c->args, in,
+                                      c->inplace, CALL_INPLACE);
     if (rc == 0 && (c->args.type != DISCO_LIST || used != h->payload_len)) {
         disco_value_free(&c->args);
         rc = disco_error_set(DISCO_EPROTO, "call arguments are not one list");

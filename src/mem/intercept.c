@@ -30,16 +30,23 @@
 
 static __thread bool looking_up __attribute__((tls_model("initial-exec")));
 
-UNTRACED static void *real(void *_Atomic *slot, const char *name)
+UNTRACED __attribute__((noinline)) static void *look_up(void *_Atomic *slot,
+                                                        const char *name)
 {
-    void *f = atomic_load_explicit(slot, memory_order_acquire);
-    if (f || looking_up)
-        return f;
+    if (looking_up)
+        return NULL;
     looking_up = true;
-    f = dlsym(RTLD_NEXT, name);
+    void *f = dlsym(RTLD_NEXT, name);
     looking_up = false;
     atomic_store_explicit(slot, f, memory_order_release);
     return f;
+}
+
+/* Inline: every free in the process comes through here. */
+UNTRACED static inline void *real(void *_Atomic *slot, const char *name)
+{
+    void *f = atomic_load_explicit(slot, memory_order_acquire);
+    return f ? f : look_up(slot, name);
 }
 
 /* fn_name: the real name, with the wrapper's type. */
@@ -47,12 +54,15 @@ UNTRACED static void *real(void *_Atomic *slot, const char *name)
     static void *_Atomic real_##name;                                          \
     __typeof__(name) *fn_##name = (__typeof__(name) *)real(&real_##name, #name)
 
+/* Whether any region exists: without one, nothing needs invalidating. */
+UNTRACED static inline bool any_region(void) { return atomic_load(&disco__mem.nregions) != 0; }
+
 /* Invalidates [addr, addr + len) unless no region can lie there. */
 UNTRACED static void forget_range(const void *addr, size_t len)
 {
     disco__mem_state *m = &disco__mem;
     uintptr_t a = (uintptr_t)addr, b = a + len < a ? UINTPTR_MAX : a + len;
-    if (len && atomic_load(&m->nregions) && b > atomic_load(&m->lo) && a < atomic_load(&m->hi))
+    if (len && any_region() && b > atomic_load(&m->lo) && a < atomic_load(&m->hi))
         disco__mem_invalidate(a, b - a);
 }
 
@@ -155,7 +165,8 @@ EXPORT void free(void *p)
     REAL(free);
     if (!fn_free || !p)
         return; /* (leaks what the lookup itself frees) */
-    forget_range(p, malloc_usable_size(p));
+    if (any_region()) /* most processes have none: the block is not measured */
+        forget_range(p, malloc_usable_size(p));
     fn_free(p);
 }
 
@@ -164,7 +175,7 @@ EXPORT void *realloc(void *p, size_t size)
     REAL(realloc);
     if (!fn_realloc)
         return errno = ENOSYS, NULL;
-    if (p)
+    if (p && any_region())
         forget_range(p, malloc_usable_size(p));
     return fn_realloc(p, size);
 }

@@ -32,7 +32,8 @@ void disco_value_free(disco_value *v)
             disco_value *items = (disco_value *)v->list.items;
             for (size_t i = 0; i < v->list.n; i++)
                 disco_value_free(&items[i]);
-            free(items);
+            if (!(v->flags & DISCO__VALUE_INPLACE))
+                free(items);
             break;
         }
         case DISCO_ERROR: disco_error_free((disco_error *)v->error); break;

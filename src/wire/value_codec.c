@@ -322,6 +322,8 @@ typedef struct reader {
     size_t len;
     size_t pos;
     disco__rdv_in *rdv;
+    disco_value *room; /* for the outermost list's items (nroom of them) */
+    size_t nroom;
 } reader;
 
 static size_t left(const reader *r) { return r->len - r->pos; }
@@ -534,8 +536,9 @@ static int decode_list(reader *r, int depth, disco_value *out)
     int rc = get_count(r, "list length", 1, &n);
     if (rc)
         return rc;
-    disco_value *items = NULL;
-    size_t cap = 0;
+    bool inplace = depth == 1 && n && n <= r->nroom;
+    disco_value *items = inplace ? r->room : NULL;
+    size_t cap = inplace ? n : 0;
     for (size_t i = 0; i < n; i++) {
         disco_value *more = grow(items, &cap, i, n, sizeof(*items));
         if (more) {
@@ -547,11 +550,13 @@ static int decode_list(reader *r, int depth, disco_value *out)
         if (rc) {
             for (size_t j = 0; j < i; j++)
                 disco_value_free(&items[j]);
-            free(items);
+            if (!inplace)
+                free(items);
             return rc;
         }
     }
     *out = disco_list(items, n);
+    out->flags = inplace ? DISCO__VALUE_INPLACE : 0;
     return 0;
 }
 
@@ -739,6 +744,13 @@ int disco__value_decode(const uint8_t *buf, size_t len, size_t *used, disco_valu
 int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_value *out,
                             disco__rdv_in *rdv)
 {
+    return disco__value_decode_into(buf, len, used, out, rdv, NULL, 0);
+}
+
+int disco__value_decode_into(const uint8_t *buf, size_t len, size_t *used,
+                             disco_value *out, disco__rdv_in *rdv, disco_value *room,
+                             size_t nroom)
+{
     if (used)
         *used = 0;
     if (!out || (!buf && len)) {
@@ -747,7 +759,7 @@ int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_
         return disco_error_set(DISCO_EINVAL, "value decode: NULL %s",
                                out ? "buffer" : "output");
     }
-    reader r = {buf, len, 0, rdv};
+    reader r = {buf, len, 0, rdv, room, nroom};
     size_t n0 = rdv ? rdv->n : 0, total0 = rdv ? rdv->total : 0;
     int rc = decode_value(&r, 0, out);
     if (rc && rdv) { /* the data went with the values freed */

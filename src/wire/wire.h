@@ -112,6 +112,11 @@ typedef struct disco__rdv_in {
 /* A value whose data (bytes, array) is a disco_mem_alloc block. */
 #define DISCO__VALUE_POOLED 0x2u
 
+/* An owned list whose items array is not a heap block of its own (see
+ * disco__value_decode_into): disco_value_free frees the items, not the
+ * array. */
+#define DISCO__VALUE_INPLACE 0x4u
+
 /* Payload bytes (strings, bytes, array data, reassembled frames) this
  * process's disco copied so far (disco_bytes_copied in disco/value.h). */
 void disco__count_copy(size_t n);
@@ -158,6 +163,14 @@ int disco__value_try_encode_rdv(const disco_value *v, uint8_t *buf, size_t cap, 
                                 const disco__rdv_out *rdv);
 int disco__value_decode_rdv(const uint8_t *buf, size_t len, size_t *used, disco_value *out,
                             disco__rdv_in *rdv);
+/* As disco__value_decode_rdv, but when the value is a list of at most
+ * nroom items, they go to room (marked DISCO__VALUE_INPLACE), which must
+ * outlive the list: a call's arguments decode into the call's record with
+ * no allocation for their array. Everything else is as usual, so an item
+ * may still be moved out and kept. */
+int disco__value_decode_into(const uint8_t *buf, size_t len, size_t *used,
+                             disco_value *out, disco__rdv_in *rdv, disco_value *room,
+                             size_t nroom);
 
 /* ---- frame header (frame.c) ------------------------------------------ */
 
