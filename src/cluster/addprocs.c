@@ -74,6 +74,11 @@ static int set_topology(const disco_addprocs_opts *opts)
     return rc;
 }
 
+static void worker_ended(pid_t os_pid)
+{
+    disco__xports_process_ended(&disco__rt.xports, os_pid);
+}
+
 int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
 {
     disco_addprocs_opts none = {0};
@@ -125,6 +130,8 @@ int disco_addprocs(int n, const disco_addprocs_opts *opts, int *pids)
         ws[i].pid = disco__rt.next_pid++;
     pthread_mutex_unlock(&disco__rt.lock);
 
+    /* What a killed worker leaves behind goes when it is reaped. */
+    disco__launched_set_exit_hook(worker_ended);
     /* Launch all, then wait for all: they start in parallel. */
     for (int i = 0; i < n; i++) {
         disco__launch_opts lo = {

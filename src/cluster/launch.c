@@ -7,6 +7,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -662,6 +663,13 @@ static void describe_status(int ws, char *buf, size_t len)
     }
 }
 
+static void (*_Atomic exit_hook)(pid_t pid);
+
+void disco__launched_set_exit_hook(void (*hook)(pid_t pid))
+{
+    atomic_store_explicit(&exit_hook, hook, memory_order_release);
+}
+
 int disco__launched_reap(disco__launched *l, double timeout, int *wstatus)
 {
     if (!l)
@@ -673,9 +681,18 @@ int disco__launched_reap(disco__launched *l, double timeout, int *wstatus)
         return disco_error_set(DISCO_ESYS, "worker %d (os pid %d) was reaped "
                                "elsewhere", l->label, (int)l->pid);
     while (!l->reaped) {
-        int st;
-        pid_t r = waitpid(l->pid, &st, timeout < 0 ? 0 : WNOHANG);
-        if (r == l->pid) {
+        /* Ended, but not reaped yet (WNOWAIT): the exit hook runs while
+         * the pid is still ours. */
+        siginfo_t si = {.si_pid = 0};
+        int r = waitid(P_PID, (id_t)l->pid, &si,
+                       WEXITED | WNOWAIT | (timeout < 0 ? 0 : WNOHANG));
+        if (r == 0 && si.si_pid == l->pid) {
+            void (*hook)(pid_t) = atomic_load_explicit(&exit_hook, memory_order_acquire);
+            if (hook)
+                hook(l->pid);
+            int st;
+            while (waitpid(l->pid, &st, 0) < 0 && errno == EINTR)
+                ;
             l->reaped = true;
             l->wstatus = st;
             break;

@@ -139,6 +139,11 @@ int disco__launched_kill(disco__launched *l, int sig);
  */
 int disco__launched_reap(disco__launched *l, double timeout, int *wstatus);
 
+/* Called with the pid of a launched process that has ended, before it is
+ * reaped (so the pid cannot be reused yet): for clean-up named after the
+ * pid (see disco_transport_ops.process_ended). NULL: none. */
+void disco__launched_set_exit_hook(void (*hook)(pid_t pid));
+
 /*
  * Stops forwarding the worker's output, copying first what its pipes still
  * hold, closes the three pipes (the worker then sees EOF on stdin, as if the

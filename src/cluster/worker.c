@@ -39,6 +39,18 @@ static void die(const char *what)
     exit(1);
 }
 
+/* The watchdog's exits (the master is gone, or never came) first settle
+ * the transports, as the main thread's does below: no lock left taken in
+ * memory shared with other processes, no libfabric shm region left in
+ * /dev/shm (quiesce). Before the runtime is up there is nothing to settle. */
+static void watchdog_fired(int reason, void *arg)
+{
+    (void)arg;
+    if (atomic_load_explicit(&disco__rt.up, memory_order_acquire))
+        disco__xports_quiesce(&disco__rt.xports);
+    disco__worker_watchdog_exit(reason);
+}
+
 int disco_init(int *argc, char ***argv)
 {
     if (!take_worker_flag(argc, argv))
@@ -52,7 +64,7 @@ int disco_init(int *argc, char ***argv)
     memset(cookie, 0, sizeof(cookie));
     if (rc)
         die("bad cookie");
-    if (disco__worker_watchdog_start(0, NULL, NULL) != 0)
+    if (disco__worker_watchdog_start(0, watchdog_fired, NULL) != 0)
         die("starting the watchdog");
     /* A worker needs hwloc's CPU topology only: its I/O, GPU and XML
      * plugins (and the C++ runtime some pull in) cost every idle worker

@@ -118,22 +118,26 @@ struct watchdog {
 
 static struct watchdog watchdog_cfg;
 
-static void fire(const struct watchdog *w, int reason)
+void disco__worker_watchdog_exit(int reason)
 {
-    if (w->on_fire) {
-        w->on_fire(reason, w->arg);
-        return;
-    }
     if (reason == DISCO__WATCHDOG_MASTER_GONE)
         _exit(0);
     char msg[160];
     int n = snprintf(msg, sizeof(msg), "disco worker: the master did not "
                      "connect within %g s (DISCO_WORKER_TIMEOUT); exiting\n",
-                     w->timeout);
+                     watchdog_cfg.timeout);
     if (n > 0 && write(STDERR_FILENO, msg, (size_t)n) < 0) {
         /* nothing more to do */
     }
     _exit(1);
+}
+
+static void fire(const struct watchdog *w, int reason)
+{
+    if (w->on_fire)
+        w->on_fire(reason, w->arg);
+    else
+        disco__worker_watchdog_exit(reason);
 }
 
 /* Milliseconds until deadline for poll, at least 1 while time is left; 0

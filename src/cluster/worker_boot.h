@@ -79,6 +79,10 @@ int disco__worker_watchdog_start(double connect_timeout,
                                  void (*on_fire)(int reason, void *arg),
                                  void *arg);
 
+/* The watchdog's own ending for reason (see above), for an on_fire that
+ * does something first. */
+_Noreturn void disco__worker_watchdog_exit(int reason);
+
 /* Tells the watchdog that the master has connected: the connect timeout no
  * longer applies (EOF on stdin still does). Async-signal-safe. */
 void disco__worker_master_connected(void);

@@ -22,6 +22,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <sys/uio.h>
 
 /* Opaque: each transport casts them to its own types. */
@@ -191,6 +192,14 @@ typedef struct disco_transport_ops {
     /* Writes what send_more held back on c (nothing when it holds none).
      * Never blocks; any thread. NULL when send_more is. */
     void (*flush)(disco_conn *c);
+
+    /* A process of this node ended, perhaps killed without closing its
+     * transport, and its pid cannot be reused yet (the caller has not
+     * reaped it): removes what it left that only its own close would have
+     * removed. libfabric's shm provider names a region in /dev/shm after
+     * the pid (16 MiB) and unlinks it on a clean close only. Any thread.
+     * NULL: nothing outlives a process. */
+    void (*process_ended)(disco_transport *tp, pid_t pid);
 } disco_transport_ops;
 
 #define DISCO_TRANSPORT_ADDR_MAX 256

@@ -195,6 +195,13 @@ void disco__xports_quiesce(disco__xport_set *s)
             s->x[i].ops->quiesce(s->x[i].tp);
 }
 
+void disco__xports_process_ended(disco__xport_set *s, pid_t pid)
+{
+    for (int i = 0; i < s->n; i++)
+        if (s->x[i].ops->process_ended)
+            s->x[i].ops->process_ended(s->x[i].tp, pid);
+}
+
 disco__xport *disco__xport_find(disco__xport_set *s, const char *scheme)
 {
     for (int i = 0; i < s->n; i++)

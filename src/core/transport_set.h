@@ -66,6 +66,9 @@ void disco__xports_fini(disco__xport_set *s);
 /* Before an _exit without fini: see disco_transport_ops.quiesce. */
 void disco__xports_quiesce(disco__xport_set *s);
 
+/* See disco_transport_ops.process_ended. */
+void disco__xports_process_ended(disco__xport_set *s, pid_t pid);
+
 /* The transport known to peers as scheme, or NULL. */
 disco__xport *disco__xport_find(disco__xport_set *s, const char *scheme);
 

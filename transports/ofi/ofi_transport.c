@@ -21,6 +21,7 @@
  * only, as the TCP transport). The AV holds DISCO_OFI_AV_SIZE entries
  * (default 256; providers such as rxe fail on FI_UNIVERSE_SIZE-sized ones).
  */
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -454,6 +455,24 @@ static void ofi_quiesce(disco_transport *dtp)
     tp->ep = NULL;
 }
 
+/* shm 1.17 names a process's region "<pid>:<endpoint>:<domain>" in
+ * /dev/shm. */
+static void ofi_process_ended(disco_transport *dtp, pid_t pid)
+{
+    if (strcmp(ofi_tp(dtp)->prov, "shm") != 0)
+        return;
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return;
+    char prefix[24];
+    int n = snprintf(prefix, sizeof(prefix), "%d:", (int)pid);
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (strncmp(e->d_name, prefix, (size_t)n) == 0)
+            unlinkat(dirfd(d), e->d_name, 0);
+    closedir(d);
+}
+
 /* shm reaches the processes of this node only; RMA needs FI_RMA. */
 static uint64_t ofi_caps_of(disco_transport *dtp)
 {
@@ -495,4 +514,5 @@ const disco_transport_ops disco__ofi_ops = {
     .caps_of = ofi_caps_of,
     .conn_abandon = ofi_conn_abandon,
     .quiesce = ofi_quiesce,
+    .process_ended = ofi_process_ended,
 };
