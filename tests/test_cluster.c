@@ -7,7 +7,6 @@
  * with the worker flag, disco_init turns it into a worker.
  */
 #include <arpa/inet.h>
-#include <dirent.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -560,22 +559,6 @@ static void test_corrupt_stream_closes_connection(void **state)
     disco_rmprocs(&pid, 1, 5); /* reaps it */
 }
 
-/* True when a file named after os pid pid is in /dev/shm, as libfabric's
- * shm provider names a process's region ("<pid>:<endpoint>:<domain>"). */
-static bool shm_region_left(pid_t pid)
-{
-    char prefix[24];
-    int n = snprintf(prefix, sizeof(prefix), "%d:", (int)pid);
-    DIR *d = opendir("/dev/shm");
-    assert_non_null(d);
-    struct dirent *e;
-    bool found = false;
-    while ((e = readdir(d)) != NULL)
-        found |= strncmp(e->d_name, prefix, (size_t)n) == 0;
-    closedir(d);
-    return found;
-}
-
 static void test_worker_killed_with_calls_in_flight(void **state)
 {
     (void)state;
@@ -606,7 +589,7 @@ static void test_worker_killed_with_calls_in_flight(void **state)
     assert_int_equal(disco_remotecall_fetch(square, workers[1], &secs, 1, &r), DISCO_EPROCEXIT);
     disco_rmprocs(&workers[1], 1, 5); /* reaps the process */
     /* Nothing of the killed worker is left in /dev/shm (over ofi:shm). */
-    assert_false(shm_region_left(os_pid));
+    assert_false(test_shm_region_left(os_pid));
 }
 
 static void test_rmprocs(void **state)
@@ -736,8 +719,8 @@ static void test_no_orphans(void **state)
     assert_int_not_equal(kill(a, 0), 0);
     assert_int_not_equal(kill(b, 0), 0);
     /* They settled their transports before they exited (over ofi:shm). */
-    assert_false(shm_region_left(a));
-    assert_false(shm_region_left(b));
+    assert_false(test_shm_region_left(a));
+    assert_false(test_shm_region_left(b));
 }
 
 static int doomed_master(void)

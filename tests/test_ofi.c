@@ -1181,21 +1181,6 @@ static void wait_child(pid_t pid)
     assert_int_equal(WEXITSTATUS(status), 0);
 }
 
-/* Whether /dev/shm holds a file named after pid, as libfabric's shm
- * provider names a process's region ("<pid>:<endpoint>:<domain>"). */
-static bool region_left(pid_t pid)
-{
-    char prefix[32];
-    int n = snprintf(prefix, sizeof(prefix), "%ld:", (long)pid);
-    DIR *d = opendir("/dev/shm");
-    assert_non_null(d);
-    bool found = false;
-    for (struct dirent *e; (e = readdir(d));)
-        found |= !strncmp(e->d_name, prefix, (size_t)n);
-    closedir(d);
-    return found;
-}
-
 /* A process that quiesces and _exits leaves nothing behind: libfabric's
  * shm provider names a region in /dev/shm after the pid, which only the
  * endpoint's close removes. */
@@ -1211,7 +1196,7 @@ static void test_quiesce_then_exit(void **state)
         _exit(127);
     }
     wait_child(pid);
-    assert_false(region_left(pid));
+    assert_false(test_shm_region_left(pid));
 }
 
 static void test_forked_peer(void **state)
@@ -1280,7 +1265,7 @@ static void test_abandon_killed_peer(void **state)
         siginfo_t si;
         assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
         T->process_ended(a.tp, pid);
-        assert_false(region_left(pid));
+        assert_false(test_shm_region_left(pid));
         assert_int_equal(waitpid(pid, NULL, 0), pid);
         abandon_job j = {.c = a.accepted[0]};
         pthread_t th;

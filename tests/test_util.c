@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
+#include <dirent.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -31,4 +32,18 @@ int test_run_self(const char *self, const char *mode, char *buf, size_t len)
     int status = 0;
     waitpid(pid, &status, 0);
     return status;
+}
+
+bool test_shm_region_left(int pid)
+{
+    char prefix[24];
+    int n = snprintf(prefix, sizeof(prefix), "%d:", pid);
+    DIR *d = opendir("/dev/shm");
+    if (!d)
+        return false;
+    bool found = false;
+    for (struct dirent *e; (e = readdir(d));)
+        found |= strncmp(e->d_name, prefix, (size_t)n) == 0;
+    closedir(d);
+    return found;
 }

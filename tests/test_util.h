@@ -10,6 +10,7 @@
 #define DISCO_TEST_UTIL_H
 
 #include <setjmp.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -33,5 +34,9 @@ static inline long test_scaled(long n)
  * stderr.
  */
 int test_run_self(const char *self, const char *mode, char *buf, size_t len);
+
+/* Whether /dev/shm holds a file named after process pid, as libfabric's
+ * shm provider names a process's region ("<pid>:<endpoint>:<domain>"). */
+bool test_shm_region_left(int pid);
 
 #endif
