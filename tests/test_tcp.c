@@ -1442,6 +1442,112 @@ static void test_hot_conn_closed(void **state)
     ep_close(&b);
 }
 
+/* How many descriptors tp's epoll instance watches (from /proc). */
+static int epoll_watched(disco_transport *tp)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/self/fdinfo/%d", T->wait_fd(tp));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    int n = 0;
+    while (fgets(line, sizeof(line), f))
+        n += strncmp(line, "tfd:", 4) == 0;
+    fclose(f);
+    return n;
+}
+
+/* Data on ac, each byte found by one poll of b: hot polls in a row. */
+static void make_hot(ep *b, disco_conn *ac)
+{
+    for (int i = 0; i < 8; i++) {
+        size_t before = ep_rxtotal(b);
+        assert_int_equal(send1(ac, "h", 1, NULL), 0);
+        POLL_UNTIL(b, 100000, ep_rxtotal(b) > before);
+    }
+}
+
+/* Sends one byte on ac while b sleeps in progress(-1): did it wake? */
+static bool sleeper_woken_by(ep *b, disco_conn *ac)
+{
+    blocked bl = {.tp = b->tp};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
+    sleep_ms(50);
+    assert_int_equal(send1(ac, "s", 1, NULL), 0);
+    double deadline = now_s() + DEADLINE_S;
+    while (!atomic_load(&bl.done) && now_s() < deadline)
+        sleep_ms(1);
+    bool woken = atomic_load(&bl.done);
+    if (!woken)
+        T->interrupt(b->tp);
+    pthread_join(th, NULL);
+    return woken;
+}
+
+/* A connection whose data hot polls keep finding leaves epoll (epoll's work
+ * on each of its packets is wasted on a poller). It is back before any
+ * sleep, so a sleeping progress or a wait on wait_fd still wakes for it,
+ * and once another connection is hot; closed while out, it is never
+ * touched again (ASan sees a use after free). */
+static void test_hot_conn_leaves_epoll(void **state)
+{
+    (void)state;
+    ep a, b;
+    ep_open(&a, NULL);
+    ep_open(&b, NULL);
+    ep_store(&b, 4096);
+    disco_conn *b1, *b2;
+    disco_conn *a1 = connect_pair(&a, &b, &b1);
+    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    pump_for(&a, &b, 20);
+    int all = epoll_watched(b.tp);
+    assert_int_equal(all, 4); /* listener, eventfd, b1, b2 */
+    make_hot(&b, a1);
+    assert_int_equal(epoll_watched(b.tp), all - 1);
+
+    size_t before = ep_rxtotal(&b);
+    assert_true(sleeper_woken_by(&b, a1));
+    assert_int_equal(ep_rxtotal(&b), before + 1);
+    assert_int_equal(epoll_watched(b.tp), all);
+
+    /* The core's way to sleep on several transports. */
+    make_hot(&b, a1);
+    assert_int_equal(epoll_watched(b.tp), all - 1);
+    int armed = 0;
+    while (T->wait_arm(b.tp) > 0 && armed++ < 10) /* pending: progress instead */
+        assert_true(T->progress(b.tp, 0) >= 0);
+    assert_true(armed < 10);
+    assert_int_equal(epoll_watched(b.tp), all);
+    before = ep_rxtotal(&b);
+    assert_int_equal(send1(a1, "w", 1, NULL), 0);
+    assert_true(fd_readable(T->wait_fd(b.tp), DEADLINE_S * 1000));
+    POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == before + 1);
+
+    /* Another connection hot: the first is back. */
+    make_hot(&b, a1);
+    assert_int_equal(epoll_watched(b.tp), all - 1);
+    assert_int_equal(send1(a2, "o", 1, NULL), 0);
+    POLL_UNTIL(&b, 1000, ep_got(&b, 'o'));
+    assert_int_equal(epoll_watched(b.tp), all);
+
+    /* Closed while out of epoll. */
+    make_hot(&b, a1);
+    assert_int_equal(epoll_watched(b.tp), all - 1);
+    T->conn_close(b1);
+    atomic_store(&b.dead, (uintptr_t)b1);
+    before = ep_rxtotal(&b);
+    assert_int_equal(send1(a2, "p", 1, NULL), 0);
+    POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == before + 1);
+    assert_true(sleeper_woken_by(&b, a2));
+    assert_int_equal(epoll_watched(b.tp), all - 1); /* b1 is gone */
+    assert_int_equal(atomic_load(&b.late), 0);
+    T->conn_close(a1);
+    T->conn_close(a2);
+    T->conn_close(b2);
+    ep_close(&a);
+    ep_close(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1471,6 +1577,7 @@ int main(void)
         cmocka_unit_test(test_ipv6),
         cmocka_unit_test(test_hot_conn_does_not_starve_others),
         cmocka_unit_test(test_hot_conn_closed),
+        cmocka_unit_test(test_hot_conn_leaves_epoll),
     };
     return cmocka_run_group_tests_name("tcp", tests, NULL, NULL);
 }

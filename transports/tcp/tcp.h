@@ -79,6 +79,8 @@
 #define TCP_GATHER 64             /* iovecs per sendmsg from the queue */
 #define TCP_PEER_LEN 64           /* "[ipv6]:port" */
 #define TCP_HOT_POLLS 16          /* polls of the hot connection per epoll_wait */
+#define TCP_UNWATCH_HITS 2        /* reads by hot polls in a row before the hot
+                                   * connection leaves epoll (tcp_progress.c) */
 #define TCP_MSG_LEN 192           /* saved detail of a broken connection */
 /* Bytes send_more may hold back on a connection before it writes them:
  * past this, a batch gains nothing from waiting (see tcp_send.c). */
@@ -118,6 +120,8 @@ struct tcp_conn {
     tcp_state state;
     int fd;               /* -1 once DEAD or CLOSED */
     uint32_t events;      /* epoll mask currently registered */
+    bool unwatched;       /* taken out of epoll while it is hot: progress
+                           * polls it on every call (tcp_progress.c) */
     tcp_send *head, *tail; /* queued sends, in order */
     void **done;          /* tokens written completely, on_sent pending */
     size_t done_pos, done_len, done_cap;
@@ -166,6 +170,11 @@ struct tcp_transport {
     tcp_conn *hot;       /* the connection data came on last (see
                           * tcp_progress.c); cleared when it is shut down */
     unsigned hot_polls;  /* polls of hot alone since the last epoll_wait */
+    unsigned hot_hits;   /* hot polls in a row that read data from hot */
+    tcp_conn *unwatched; /* hot, taken out of epoll (at most one); cleared
+                          * when it is shut down */
+    bool rewatch;        /* wait_arm asks the next progress call to put
+                          * unwatched back into epoll */
 
     /* Used by the progress thread only. */
     tcp_conn *last_read; /* the connection this call read data from last */
@@ -216,8 +225,13 @@ tcp_conn *tcp_conn_new(tcp_transport *tp, int fd, tcp_state state,
  * on_close; sends still queued fail. Makes c deliverable. */
 void tcp_conn_fail_locked(tcp_conn *c, int status, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-/* Registers the epoll mask c needs now (mu held). 0 or a negative errno. */
+/* Registers the epoll mask c needs now (mu held), unless c is unwatched.
+ * 0 or a negative errno. */
 int tcp_conn_update_events_locked(tcp_conn *c);
+/* Takes c out of epoll, or puts it back with the mask it needs (mu held,
+ * progress thread). 0 or a negative errno. */
+int tcp_conn_unwatch_locked(tcp_conn *c);
+int tcp_conn_rewatch_locked(tcp_conn *c);
 /* Runs the callbacks c owes (completed sends; once broken the failed sends
  * and on_close), one at a time, until none is left, c is closed or budget
  * callbacks ran (then c goes back on the ready list). Progress thread only.

@@ -53,6 +53,8 @@ void tcp_conn_free(tcp_conn *c)
 
 int tcp_conn_update_events_locked(tcp_conn *c)
 {
+    if (c->unwatched)
+        return 0;
     uint32_t want;
     if (c->state == TCP_CONNECTING)
         want = EPOLLOUT;
@@ -68,6 +70,23 @@ int tcp_conn_update_events_locked(tcp_conn *c)
         return -errno;
     c->events = want;
     return 0;
+}
+
+int tcp_conn_unwatch_locked(tcp_conn *c)
+{
+    if (c->state != TCP_OPEN || c->unwatched)
+        return 0;
+    if (c->events && epoll_ctl(c->tp->epfd, EPOLL_CTL_DEL, c->fd, NULL) != 0)
+        return -errno;
+    c->events = 0;
+    c->unwatched = true;
+    return 0;
+}
+
+int tcp_conn_rewatch_locked(tcp_conn *c)
+{
+    c->unwatched = false;
+    return tcp_conn_update_events_locked(c);
 }
 
 static void close_socket_locked(tcp_conn *c)
@@ -300,6 +319,8 @@ bool tcp_conn_shutdown(tcp_conn *c, int status)
     c->gone = true;
     if (tp->hot == c)
         tp->hot = NULL;
+    if (tp->unwatched == c)
+        tp->unwatched = NULL;
     bool defer = tp->in_progress;
     if (defer) {
         c->znext = tp->zombies;

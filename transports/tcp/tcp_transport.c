@@ -31,7 +31,10 @@ int tcp_wait_arm(disco_transport *dtp)
 {
     tcp_transport *tp = tcp_tp(dtp);
     pthread_mutex_lock(&tp->lock);
-    int pending = tp->ready != NULL;
+    /* A connection out of epoll (tcp_progress.c) would not wake the
+     * sleeper: the progress call the caller makes instead puts it back. */
+    int pending = tp->ready != NULL || tp->unwatched != NULL;
+    tp->rewatch = tp->unwatched != NULL;
     if (!pending) { /* as progress does before its epoll_wait */
         tp->sleeping = true;
         tp->woken = false;
