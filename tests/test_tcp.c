@@ -380,6 +380,7 @@ static void test_ops_table(void **state)
     assert_non_null(T->send);
     assert_non_null(T->send_more);
     assert_non_null(T->flush);
+    assert_null(T->send_copy); /* send borrows the buffer until on_sent */
     assert_non_null(T->progress);
     assert_non_null(T->interrupt);
     assert_non_null(T->conn_close);

@@ -128,6 +128,41 @@ int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *
     return rc;
 }
 
+bool disco__peer_copies(disco__peer *p)
+{
+    struct disco__xport *x = atomic_load_explicit(&p->fast_x, memory_order_relaxed);
+    return x && x->ops->send_copy;
+}
+
+int disco__peer_send_copy(disco__peer *p, const struct iovec *iov, int iovcnt)
+{
+    pthread_rwlock_rdlock(&p->conn_lock);
+    disco__link *l = p->fast;
+    if (l && l->x->ops->send_copy) {
+        int rc = l->x->ops->send_copy(l->conn, iov, iovcnt);
+        pthread_rwlock_unlock(&p->conn_lock);
+        return rc;
+    }
+    pthread_rwlock_unlock(&p->conn_lock);
+    /* The link went away meanwhile: send a copy the usual way. */
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    uint8_t *copy = malloc(len ? len : 1); /* freed by on_sent */
+    if (!copy)
+        return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    uint8_t *at = copy;
+    for (int i = 0; i < iovcnt; i++) {
+        memcpy(at, iov[i].iov_base, iov[i].iov_len);
+        at += iov[i].iov_len;
+    }
+    struct iovec one = {copy, len};
+    int rc = disco__peer_send(p, &one, 1, copy, false);
+    if (rc)
+        free(copy);
+    return rc;
+}
+
 void disco__peer_flush(disco__peer *p)
 {
     /* Both connections: a batch may have begun before the upgrade. */
@@ -211,19 +246,22 @@ static int too_big(size_t size)
                            "(DISCO_MAX_FRAME)", size, disco__rt.max_payload);
 }
 
+/* Encodes v behind room for a header: into room (HEADER + FRAME_GUESS
+ * bytes) when given and v fits there, else into a malloc'd buffer. */
 static int encode(disco__peer *p, const disco_value *v, disco__rdv_regs *regs,
-                  uint8_t **out, size_t *size)
+                  uint8_t *room, uint8_t **out, size_t *size)
 {
     disco__rdv_out rdv;
     if (regs)
         disco__rdv_policy(p, regs, &rdv);
-    uint8_t *buf = malloc(DISCO__FRAME_HEADER_SIZE + FRAME_GUESS);
+    uint8_t *buf = room ? room : malloc(DISCO__FRAME_HEADER_SIZE + FRAME_GUESS);
     if (!buf)
         return disco_error_set(DISCO_ENOMEM, "no memory for a message");
     int rc = disco__value_try_encode_rdv(v, buf + DISCO__FRAME_HEADER_SIZE, FRAME_GUESS, size,
                                          regs ? &rdv : NULL);
     if (rc == DISCO__ENCODE_NO_ROOM) {
-        free(buf);
+        if (buf != room)
+            free(buf);
         buf = NULL;
         if (regs) { /* what the guess exposed is exposed again below */
             disco__rdv_release(regs);
@@ -241,7 +279,8 @@ static int encode(disco__peer *p, const disco_value *v, disco__rdv_regs *regs,
                                      regs ? &rdv : NULL);
     }
     if (rc) {
-        free(buf);
+        if (buf != room)
+            free(buf);
         return rc;
     }
     *out = buf;
@@ -251,45 +290,58 @@ static int encode(disco__peer *p, const disco_value *v, disco__rdv_regs *regs,
 int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_value *v,
                           disco__rdv_regs *regs)
 {
+    /* Where the data path copies what it sends (shared memory), small
+     * frames are encoded here and copied once, with no buffer to allocate
+     * and no completion to hear of. */
+    uint8_t room[DISCO__FRAME_HEADER_SIZE + FRAME_GUESS];
+    bool copies = disco__peer_copies(p);
     uint8_t *buf = NULL;
     size_t size = 0;
-    int rc = v ? encode(p, v, regs, &buf, &size)
-               : (buf = malloc(DISCO__FRAME_HEADER_SIZE)) ? 0
-               : disco_error_set(DISCO_ENOMEM, "no memory for a message");
+    int rc = v ? encode(p, v, regs, copies ? room : NULL, &buf, &size)
+             : (buf = copies ? room : malloc(DISCO__FRAME_HEADER_SIZE)) ? 0
+             : disco_error_set(DISCO_ENOMEM, "no memory for a message");
     if (rc)
         return rc;
     /* References in v are granted to p before they can reach it (src/rref;
      * a walk over v's lists, which costs nothing next to the encoding). */
-    if (v && disco__refs && (rc = disco__refs->grant(p->pid, v)) != 0) {
-        free(buf);
-        return rc;
-    }
+    if (v && disco__refs && (rc = disco__refs->grant(p->pid, v)) != 0)
+        goto out;
     h->payload_len = (uint32_t)size;
     if (disco__batch_open())
         h->flags |= DISCO__FRAME_BATCH;
-    if ((rc = disco__frame_header_encode(h, buf)) != 0) {
-        free(buf);
-        return rc;
-    }
+    if ((rc = disco__frame_header_encode(h, buf)) != 0)
+        goto out;
     /* Streamed rendezvous data goes right behind the frame, in the same
-     * send (rdv.h). */
-    size_t ntrail = regs ? regs->ntrail : 0;
+     * send (rdv.h); it is borrowed until on_sent, so the frame is too. */
+    size_t len = DISCO__FRAME_HEADER_SIZE + size, ntrail = regs ? regs->ntrail : 0;
+    bool copy = copies && ntrail == 0;
+    if (!copy && buf == room) {
+        if (!(buf = malloc(len))) {
+            rc = disco_error_set(DISCO_ENOMEM, "no memory for a message");
+            goto out;
+        }
+        memcpy(buf, room, len);
+    }
     struct iovec one[8], *iov = ntrail < 8 ? one : malloc((ntrail + 1) * sizeof(*iov));
     if (!iov) {
-        free(buf);
-        return disco_error_set(DISCO_ENOMEM, "no memory for a message");
+        rc = disco_error_set(DISCO_ENOMEM, "no memory for a message");
+        goto out;
     }
-    iov[0] = (struct iovec){buf, DISCO__FRAME_HEADER_SIZE + size};
+    iov[0] = (struct iovec){buf, len};
     for (size_t i = 0; i < ntrail; i++)
         iov[i + 1] = regs->trail[i];
-    rc = disco__peer_send(p, iov, (int)(ntrail + 1), buf, h->flags & DISCO__FRAME_BATCH);
+    rc = copy ? disco__peer_send_copy(p, iov, 1)
+              : disco__peer_send(p, iov, (int)(ntrail + 1), buf, h->flags & DISCO__FRAME_BATCH);
     if (iov != one)
         free(iov);
-    if (rc) {
+    if (rc == DISCO_ECLOSED)
+        rc = disco_error_set(rc, "process %d: connection closed", p->pid);
+    if (rc == 0 && !copy)
+        return 0; /* buf is the transport's until on_sent */
+out:
+    if (buf != room)
         free(buf);
-        return disco_error_set(rc, "process %d: connection closed", p->pid);
-    }
-    return 0;
+    return rc;
 }
 
 int disco_myid(void) { return disco__rt.myid; }

@@ -148,13 +148,17 @@ int disco__runtime_start(void);
 /* A new peer in state PEER_AUTH (pid 0: not known yet), or NULL. */
 disco__peer *disco__peer_new(int pid);
 
-/* Sends iov on p's connection (token as for the transport's send).
- * DISCO_ECLOSED once the connection is closed. */
 /* Sends on p's data path (see disco_transport_ops.send); with more, by
  * send_more where the transport has it, and p is remembered for the
- * thread's next flush (batch.c). */
+ * thread's next flush (batch.c). DISCO_ECLOSED once the connection is
+ * closed. */
 int disco__peer_send(disco__peer *p, const struct iovec *iov, int iovcnt, void *token,
                      bool more);
+/* Whether p's data path has send_copy (a hint: the path may change). */
+bool disco__peer_copies(disco__peer *p);
+/* Sends bytes that live only until it returns: by send_copy, or by send
+ * from a copy of them where the data path no longer has send_copy. */
+int disco__peer_send_copy(disco__peer *p, const struct iovec *iov, int iovcnt);
 /* Writes what send_more held back on p's connections. */
 void disco__peer_flush(disco__peer *p);
 

@@ -192,6 +192,13 @@ typedef struct disco_transport_ops {
     /* Writes what send_more held back on c (nothing when it holds none).
      * Never blocks; any thread. NULL when send_more is. */
     void (*flush)(disco_conn *c);
+    /* send for bytes that live only until it returns (a frame encoded on
+     * the caller's stack): the transport has copied them when it returns,
+     * into its ring or a queue of its own, and no on_sent follows. Worth
+     * it where send copies anyway (shared memory): the core then neither
+     * allocates a buffer for the message nor hears of its completion.
+     * Same contract as send otherwise. NULL: the core uses send. */
+    int (*send_copy)(disco_conn *c, const struct iovec *iov, int iovcnt);
 
     /* A process of this node ended, perhaps killed without closing its
      * transport, and its pid cannot be reused yet (the caller has not

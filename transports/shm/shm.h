@@ -15,7 +15,8 @@
  *
  * Data path: send copies into the ring under the connection's mutex (the
  * rest is queued, buffers borrowed until on_sent, and progress writes it as
- * the consumer frees room); progress hands on_recv pointers straight into
+ * the consumer frees room; send_copy copies the rest too, and records no
+ * completion); progress hands on_recv pointers straight into
  * the ring and advances the tail after the callback (no copy on receive).
  *
  * Wake-ups (spin, then block): the core polls progress(tp, 0) while busy;
@@ -89,6 +90,7 @@ typedef struct shm_conn shm_conn;
 typedef struct shm_send {
     struct shm_send *next;
     void *token;
+    bool owned;    /* send_copy's: the bytes follow iov[], no on_sent */
     int iovcnt;
     int pos;
     struct iovec iov[];
@@ -157,7 +159,10 @@ struct shm_transport {
     shm_conn *conns;       /* every live connection (not yet conn_close'd) */
     shm_conn *zombies;     /* closed during a progress call, freed after it */
     _Atomic unsigned long gen; /* bumped when conns changes (read unlocked) */
-    bool in_progress;
+    /* Set while progress (or wait_arm) runs, without the lock: seq_cst,
+     * against unlink_conn's bump of gen and look at it (shm_conn.c). */
+    atomic_bool in_progress;
+    atomic_bool has_zombies; /* zombies is not empty (read unlocked) */
 
     /* Written with seq_cst (see the wake-ups above). */
     atomic_bool sleeping;  /* progress is (about to be) blocked */
@@ -264,6 +269,11 @@ int shm_conn_write_queue_locked(shm_conn *c);
 
 /* shm_progress.c (wait_arm too) */
 
+/* Frees the connections closed while a progress call ran (shm_progress.c).
+ * One parked after a progress call looked is freed by the next, or by
+ * fini: no snapshot has it any more. */
+void shm_free_zombies(shm_transport *tp);
+
 /* Reads up to about budget bytes from the ring (mu held, dropped during
  * on_recv). Returns the number of on_recv calls. */
 int shm_conn_read_locked(shm_conn *c, size_t budget);
@@ -279,6 +289,7 @@ int shm_local_address(disco_transport *tp, char *buf, size_t len);
 int shm_connect(disco_transport *tp, const char *address, void *ctx,
                 disco_conn **c);
 int shm_send_op(disco_conn *c, const struct iovec *iov, int iovcnt, void *token);
+int shm_send_copy_op(disco_conn *c, const struct iovec *iov, int iovcnt);
 int shm_progress(disco_transport *tp, int timeout_ms);
 void shm_interrupt(disco_transport *tp);
 int shm_wait_fd(disco_transport *tp);

@@ -178,7 +178,10 @@ static bool deliver_one_locked(shm_conn *c)
     } else if (c->state == SHM_DEAD && c->head) {
         shm_send *s = pop_send_locked(c);
         void *token = s->token;
+        bool owned = s->owned;
         free(s);
+        if (owned) /* nobody to tell */
+            return true;
         int status = failed_send_status(c);
         shm_conn_cb_enter_locked(c);
         disco_error_set(status, "%s", c->close_msg);
@@ -226,8 +229,10 @@ static void complete_detached(shm_conn *c, void **done, size_t pos, size_t len,
         shm_send *s = head;
         head = s->next;
         void *token = s->token;
+        bool owned = s->owned;
         free(s);
-        tp->cb.on_sent(tp->ctx, shm_dc(c), token, status);
+        if (!owned)
+            tp->cb.on_sent(tp->ctx, shm_dc(c), token, status);
     }
     while (reads) {
         shm_read *r = reads;
@@ -252,11 +257,12 @@ static bool unlink_conn(shm_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    tp->gen++;
-    bool defer = tp->in_progress;
+    tp->gen++; /* seq_cst, as the load below: see shm_progress.c's enter */
+    bool defer = atomic_load(&tp->in_progress);
     if (defer) {
         c->znext = tp->zombies;
         tp->zombies = c;
+        atomic_store(&tp->has_zombies, true);
     }
     pthread_mutex_unlock(&tp->lock);
     return defer;

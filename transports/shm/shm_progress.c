@@ -188,31 +188,40 @@ static void disarm(shm_transport *tp)
     }
 }
 
+/* No lock on this path, taken on every poll: a connection unlinked while
+ * progress runs is either seen running by unlink_conn (and left to us as
+ * a zombie) or out of the snapshot refresh_scan takes after this store
+ * (both sides seq_cst: a store then a load each, as in Dekker's). */
 static int enter(shm_transport *tp)
 {
-    pthread_mutex_lock(&tp->lock);
-    bool busy = tp->in_progress;
-    tp->in_progress = true;
-    pthread_mutex_unlock(&tp->lock);
-    if (busy)
+    if (atomic_exchange(&tp->in_progress, true))
         return disco_error_set(DISCO_EBUSY,
                                "shm: progress called while it runs (nested or "
                                "from two threads)");
     return 0;
 }
 
-static void leave(shm_transport *tp)
+void shm_free_zombies(shm_transport *tp)
 {
+    if (!atomic_load_explicit(&tp->has_zombies, memory_order_relaxed))
+        return;
     pthread_mutex_lock(&tp->lock);
-    tp->in_progress = false;
     shm_conn *z = tp->zombies;
     tp->zombies = NULL;
+    atomic_store_explicit(&tp->has_zombies, false, memory_order_relaxed);
     pthread_mutex_unlock(&tp->lock);
     while (z) {
         shm_conn *next = z->znext;
         shm_conn_free(z);
         z = next;
     }
+}
+
+static void leave(shm_transport *tp)
+{
+    /* Release: what this call did happens before the next one's enter. */
+    atomic_store_explicit(&tp->in_progress, false, memory_order_release);
+    shm_free_zombies(tp);
 }
 
 int shm_progress(disco_transport *dtp, int timeout_ms)
@@ -223,7 +232,8 @@ int shm_progress(disco_transport *dtp, int timeout_ms)
     int rc = enter(tp);
     if (rc)
         return rc;
-    atomic_store(&tp->lazy_done, 0); /* this call delivers them */
+    if (atomic_load_explicit(&tp->lazy_done, memory_order_relaxed))
+        atomic_store(&tp->lazy_done, 0); /* this call delivers them */
     bool look = tp->armed || timeout_ms != 0 || ++tp->polls % SHM_EPOLL_EVERY == 0;
     if (tp->armed)
         disarm(tp);

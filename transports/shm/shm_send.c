@@ -91,12 +91,23 @@ int shm_conn_write_queue_locked(shm_conn *c)
         if (!c->head)
             c->tail = NULL;
         c->nqueued--;
-        c->done[c->done_len++] = s->token; /* room reserved at send */
+        if (!s->owned)
+            c->done[c->done_len++] = s->token; /* room reserved at send */
         free(s);
     }
     if (copied && c->state == SHM_OPEN)
         publish_locked(c);
     return copied > 0;
+}
+
+static void queue_locked(shm_conn *c, shm_send *s)
+{
+    if (c->tail)
+        c->tail->next = s;
+    else
+        c->head = s;
+    c->tail = s;
+    c->nqueued++;
 }
 
 /* Queues iov[first..] with the first `skip` bytes of iov[first] copied. */
@@ -109,6 +120,7 @@ static int enqueue(shm_conn *c, const struct iovec *iov, int iovcnt, int first,
         return disco_error_set(DISCO_ENOMEM, "shm: out of memory queuing a send");
     s->next = NULL;
     s->token = token;
+    s->owned = false;
     s->iovcnt = n;
     s->pos = 0;
     if (n)
@@ -117,12 +129,30 @@ static int enqueue(shm_conn *c, const struct iovec *iov, int iovcnt, int first,
         s->iov[0].iov_base = (uint8_t *)s->iov[0].iov_base + skip;
         s->iov[0].iov_len -= skip;
     }
-    if (c->tail)
-        c->tail->next = s;
-    else
-        c->head = s;
-    c->tail = s;
-    c->nqueued++;
+    queue_locked(c, s);
+    return 0;
+}
+
+/* Queues a copy of the bytes of iov past the first `skip` (send_copy). */
+static int enqueue_copy(shm_conn *c, const struct iovec *iov, int iovcnt, size_t skip)
+{
+    size_t len = 0;
+    for (int i = 0; i < iovcnt; i++)
+        len += iov[i].iov_len;
+    len -= skip;
+    shm_send *s = malloc(sizeof(*s) + sizeof(struct iovec) + len);
+    if (!s)
+        return disco_error_set(DISCO_ENOMEM, "shm: out of memory queuing a send");
+    uint8_t *p = (uint8_t *)(s->iov + 1);
+    *s = (shm_send){.owned = true, .iovcnt = 1};
+    s->iov[0] = (struct iovec){p, len};
+    for (int i = 0; i < iovcnt; i++) {
+        size_t k = iov[i].iov_len, from = skip < k ? skip : k;
+        memcpy(p, (const uint8_t *)iov[i].iov_base + from, k - from);
+        p += k - from;
+        skip -= from;
+    }
+    queue_locked(c, s);
     return 0;
 }
 
@@ -175,6 +205,47 @@ int shm_send_op(disco_conn *dc, const struct iovec *iov, int iovcnt, void *token
     if (c->state == SHM_OPEN)
         want_room_locked(c);
 out:
+    shm_conn_unlock(c);
+    return rc;
+}
+
+int shm_send_copy_op(disco_conn *dc, const struct iovec *iov, int iovcnt)
+{
+    if (!dc || iovcnt < 0 || (iovcnt > 0 && !iov))
+        return disco_error_set(DISCO_EINVAL, "shm: send: bad arguments");
+    shm_conn *c = shm_c(dc);
+    pthread_mutex_lock(&c->mu);
+    if (c->state != SHM_OPEN) {
+        int rc = disco_error_set(DISCO_ECLOSED, "shm: send on a closed connection to %s",
+                                 c->peer);
+        pthread_mutex_unlock(&c->mu);
+        return rc;
+    }
+    size_t w = 0;
+    if (!c->head) {
+        w = put_iov(c, iov, iovcnt);
+        if (w)
+            publish_locked(c);
+        size_t total = 0;
+        for (int i = 0; i < iovcnt; i++)
+            total += iov[i].iov_len;
+        if (w == total && c->state == SHM_OPEN) {
+            /* Nothing queued, no completion: progress has nothing to do
+             * for c, so no kick (shm_conn_unlock) either. */
+            pthread_mutex_unlock(&c->mu);
+            return 0;
+        }
+    }
+    int rc;
+    if (c->state != SHM_OPEN) { /* broke while we copied (corrupt ring) */
+        rc = disco_error_set(DISCO_ECLOSED, "shm: connection to %s broken", c->peer);
+    } else if ((rc = enqueue_copy(c, iov, iovcnt, w)) != 0) {
+        if (w) /* part of it is in the ring: the stream is torn */
+            shm_conn_fail_locked(c, DISCO_ENOMEM,
+                                 "shm: out of memory after a partial send to %s", c->peer);
+    } else {
+        want_room_locked(c);
+    }
     shm_conn_unlock(c);
     return rc;
 }

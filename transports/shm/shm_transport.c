@@ -124,6 +124,7 @@ void shm_fini(disco_transport *dtp)
         if (!shm_conn_shutdown(c, DISCO_ECLOSED))
             shm_conn_free(c);
     }
+    shm_free_zombies(tp);
     close_fds(tp);
     free(tp->scan);
     pthread_mutex_destroy(&tp->lock);
@@ -141,6 +142,7 @@ const disco_transport_ops disco__shm_ops = {
     .local_address = shm_local_address,
     .connect = shm_connect,
     .send = shm_send_op,
+    .send_copy = shm_send_copy_op,
     .progress = shm_progress,
     .interrupt = shm_interrupt,
     .wait_fd = shm_wait_fd,
