@@ -208,10 +208,11 @@ static int unregistered(const disco_value *args, size_t n, disco_value *result)
 
 static int workers[2];
 
-/* A gate on the worker: one call waits at it until another opens it. */
+/* A gate on the worker: one call waits at it until another opens it; it
+ * shuts behind the call it let through. */
 static disco_event gate;
 static pthread_once_t gate_once = PTHREAD_ONCE_INIT;
-static void gate_init(void) { disco_event_init(&gate, false); }
+static void gate_init(void) { disco_event_init(&gate, true); }
 
 static int wait_at_gate(const disco_value *args, size_t n, disco_value *result)
 {
@@ -481,6 +482,40 @@ static void test_batch_call_waits_for_later_call(void **state)
     disco_future_release(w);
     disco_future_release(q);
     disco_future_release(o);
+}
+
+/* Calls in flight without a batch: the worker may hold the answers of
+ * calls that arrived with more behind them, to write them together, but
+ * never behind a call that waits. Here one call waits at the gate until
+ * the others' answers are all in, once first in line and once last. */
+static void test_inflight_answers_not_held_by_a_waiter(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    for (int waiter_last = 0; waiter_last < 2; waiter_last++) {
+        disco_future *q[N], *w = NULL;
+        if (!waiter_last)
+            w = disco_remotecall(wait_at_gate, workers[0], NULL, 0);
+        for (int i = 0; i < N; i++) {
+            disco_value x = disco_i64(i);
+            q[i] = disco_remotecall(square, workers[0], &x, 1);
+            assert_non_null(q[i]);
+        }
+        if (waiter_last)
+            w = disco_remotecall(wait_at_gate, workers[0], NULL, 0);
+        assert_non_null(w);
+        for (int i = 0; i < N; i++) {
+            assert_int_equal(disco_timedwait(future_ready, q[i], 60, 0.001), 0);
+            const disco_value *v;
+            assert_int_equal(disco_future_fetch(q[i], &v), 0);
+            assert_int_equal(v->i, (int64_t)i * i);
+            disco_future_release(q[i]);
+        }
+        assert_false(disco_future_isready(w));
+        assert_int_equal(disco_remote_do(open_gate, workers[0], NULL, 0), 0);
+        assert_int_equal(disco_timedwait(future_ready, w, 60, 0.001), 0);
+        disco_future_release(w);
+    }
 }
 
 /* A task that returns with its batch open: what it held still goes. */
@@ -831,6 +866,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batch_wait_inside),
         cmocka_unit_test(test_batch_call_waits_for_later_call),
         cmocka_unit_test(test_batch_left_open_by_task),
+        cmocka_unit_test(test_inflight_answers_not_held_by_a_waiter),
         cmocka_unit_test(test_hostile_connection),
         cmocka_unit_test(test_corrupt_stream_closes_connection),
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),

@@ -136,6 +136,10 @@ DISCO_API int disco_remote_do(disco_function fn, int pid,
  * disco_batch_end does nothing. So does the end of the task that began it.
  * Batches nest: the outermost end sends. Calls keep their order and their
  * semantics; only when their bytes leave changes.
+ *
+ * Without a batch, a worker still answers calls that reached it together
+ * (many in flight, one read) together: each answer but the last of such a
+ * group may wait in the same way. A lone call is answered at once.
  */
 DISCO_API void disco_batch_begin(void);
 DISCO_API void disco_batch_end(void);
