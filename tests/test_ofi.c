@@ -3,12 +3,8 @@
  * The libfabric transport, driven through disco__ofi_ops only: two
  * transports in one process, and forked children as real peers. The whole
  * set runs once per provider among shm and tcp (tcp;ofi_rxm); a provider
- * that fi_getinfo does not offer here skips its set.
- *
- * Callbacks may run on helper threads, so they record what they see under a
- * mutex (or in atomics) and the test asserts afterwards on its own thread.
- * Every wait is a bounded loop of short progress calls with a deadline: a
- * hang fails the test instead of stalling it.
+ * that fi_getinfo does not offer here skips its set. The endpoints are
+ * tests/xport_ep.h's, opened with the provider as init's argument.
  */
 #include <dirent.h>
 #include <poll.h>
@@ -25,28 +21,14 @@
 #include "core/transport.h"
 #include "disco.h"
 #include "test_util.h"
+#include "xport_cases.h"
+#include "xport_ep.h"
 
 static const disco_transport_ops *const T = &disco__ofi_ops;
-
-#define DEADLINE_S 60.0
-#define MAXC 32
 
 /* The provider of the running group, and whether it exists here. */
 static const char *prov;
 static bool prov_ok;
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 #define NEED_PROVIDER()                                                        \
     do {                                                                       \
@@ -56,258 +38,20 @@ static void sleep_ms(int ms)
         }                                                                      \
     } while (0)
 
-/* ---- an endpoint: one transport and what its callbacks saw ------------- */
-
-typedef struct rec {
-    atomic_int count;
-    atomic_int status;
-    atomic_long seq;
-} rec;
-
-typedef struct ep {
-    disco_transport *tp;
-    pthread_mutex_t mu;
-    disco_conn *accepted[MAXC];
-    int naccepted;
-    disco_conn *closed[MAXC];
-    int close_status[MAXC];
-    int nclosed;
-    char close_msg[256];
-    uint8_t *rx;
-    size_t rxcap, rxlen, rxtotal;
-    uint64_t hash;
-    long nrecv;
-    atomic_long seq;
-    atomic_long sent_ok, sent_err;
-    atomic_uintptr_t dead; /* a conn the test closed: callbacks are late */
-    atomic_int late;
-    bool close_in_recv;
-    bool echo_ack;
-    bool slow_recv;
-} ep;
-
-static const uint8_t ack_byte = 'k';
-
-static void note_late(ep *e, disco_conn *c)
+/* Connects a to b, then waits for a byte back: a byte back means the
+ * connector has the ACK (it is numbered first), so the tests start from two
+ * open ends. The byte is not counted among what a received. */
+static disco_conn *connect_acked(ep *a, ep *b, disco_conn **bc)
 {
-    if (atomic_load(&e->dead) == (uintptr_t)c)
-        atomic_fetch_add(&e->late, 1);
-}
-
-static void cb_accept(void *ctx, disco_conn *c)
-{
-    ep *e = ctx;
-    pthread_mutex_lock(&e->mu);
-    if (e->naccepted < MAXC)
-        e->accepted[e->naccepted++] = c;
-    pthread_mutex_unlock(&e->mu);
-}
-
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-#define FNV_INIT 0xcbf29ce484222325ull
-
-static void cb_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    pthread_mutex_lock(&e->mu);
-    e->nrecv++;
-    e->rxtotal += len;
-    e->hash = fnv(e->hash, data, len);
-    if (e->rx) {
-        size_t k = len < e->rxcap - e->rxlen ? len : e->rxcap - e->rxlen;
-        memcpy(e->rx + e->rxlen, data, k);
-        e->rxlen += k;
-    }
-    bool close_it = e->close_in_recv, ack = e->echo_ack, slow = e->slow_recv;
-    pthread_mutex_unlock(&e->mu);
-    if (ack) {
-        struct iovec v = {(void *)&ack_byte, 1};
-        T->send(c, &v, 1, NULL);
-    }
-    if (slow) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL);
-        note_late(e, c);
-    }
-    if (close_it) {
-        T->conn_close(c);
-        atomic_store(&e->dead, (uintptr_t)c);
-    }
-}
-
-static void cb_close(void *ctx, disco_conn *c, int status)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    const disco_error *err = disco_last_error();
-    pthread_mutex_lock(&e->mu);
-    if (e->nclosed < MAXC) {
-        e->closed[e->nclosed] = c;
-        e->close_status[e->nclosed++] = status;
-    }
-    if (status < 0 && err)
-        snprintf(e->close_msg, sizeof(e->close_msg), "%s", disco_error_message(err));
-    pthread_mutex_unlock(&e->mu);
-}
-
-static void cb_sent(void *ctx, disco_conn *c, void *token, int status)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    long seq = atomic_fetch_add(&e->seq, 1);
-    atomic_fetch_add(status == 0 ? &e->sent_ok : &e->sent_err, 1);
-    rec *r = token;
-    if (r) {
-        atomic_store(&r->status, status);
-        atomic_store(&r->seq, seq);
-        atomic_fetch_add(&r->count, 1);
-    }
-}
-
-static void cb_read(void *ctx, disco_conn *c, void *token, int status)
-{
-    cb_sent(ctx, c, token, status);
-}
-
-static const disco_transport_callbacks callbacks = {
-    .on_accept = cb_accept,
-    .on_recv = cb_recv,
-    .on_close = cb_close,
-    .on_sent = cb_sent,
-    .on_read = cb_read,
-};
-
-static void ep_open(ep *e)
-{
-    memset(e, 0, sizeof(*e));
-    pthread_mutex_init(&e->mu, NULL);
-    e->hash = FNV_INIT;
-    int rc = T->init(&e->tp, NULL, prov, &callbacks, e);
-    if (rc)
-        fail_msg("init(%s): %s", prov, disco_error_message(disco_last_error()));
-}
-
-static void ep_close(ep *e)
-{
-    T->fini(e->tp);
-    free(e->rx);
-    pthread_mutex_destroy(&e->mu);
-}
-
-static void ep_store(ep *e, size_t cap)
-{
-    e->rx = malloc(cap);
-    assert_non_null(e->rx);
-    e->rxcap = cap;
-}
-
-static int ep_naccepted(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    int n = e->naccepted;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-static int ep_nclosed(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    int n = e->nclosed;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-static size_t ep_rxtotal(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    size_t n = e->rxtotal;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-static void pump_once(ep *a, ep *b)
-{
-    int n = 0;
-    if (a)
-        n += T->progress(a->tp, 0);
-    if (b)
-        n += T->progress(b->tp, 0);
-    if (n == 0)
-        T->progress((b ? b : a)->tp, b && a ? 1 : 10);
-}
-
-#define PUMP_UNTIL(a, b, cond)                                                 \
-    do {                                                                       \
-        double deadline_ = now_s() + DEADLINE_S;                               \
-        while (!(cond) && now_s() < deadline_)                                 \
-            pump_once(a, b);                                                   \
-        assert_true(cond);                                                     \
-    } while (0)
-
-static void pump_for(ep *a, ep *b, int ms)
-{
-    double end = now_s() + ms / 1000.0;
-    while (now_s() < end)
-        pump_once(a, b);
-}
-
-static int send1(disco_conn *c, const void *p, size_t n, rec *r)
-{
-    struct iovec v = {(void *)p, n};
-    return T->send(c, &v, 1, r);
-}
-
-static disco_conn *connect_pair(ep *a, ep *b, disco_conn **bc)
-{
-    char addr[DISCO_TRANSPORT_ADDR_MAX];
-    assert_int_equal(T->local_address(b->tp, addr, sizeof(addr)), 0);
-    int before = ep_naccepted(b);
-    disco_conn *c = NULL;
-    assert_int_equal(T->connect(a->tp, addr, a, &c), 0);
-    assert_non_null(c);
-    PUMP_UNTIL(a, b, ep_naccepted(b) > before);
-    *bc = b->accepted[before];
-    /* A byte back means the connector has the ACK (it is numbered first):
-     * the tests start from two open ends. */
+    disco_conn *c = connect_pair(a, b, bc);
     size_t got = ep_rxtotal(a);
-    assert_int_equal(send1(*bc, "", 1, NULL), 0);
+    assert_int_equal(ep_send(b, *bc, "", 1, NULL), 0);
     PUMP_UNTIL(a, b, ep_rxtotal(a) > got);
     pthread_mutex_lock(&a->mu);
     a->rxtotal--, a->rxlen -= a->rxlen > 0, a->nrecv--;
     a->hash = FNV_INIT;
     pthread_mutex_unlock(&a->mu);
     return c;
-}
-
-static void fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed;
-    for (size_t i = 0; i < n; i++) {
-        if (i % 8 == 0) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        p[i] = (uint8_t)(x >> (8 * (i % 8)));
-    }
-}
-
-static int count_fds(void)
-{
-    DIR *d = opendir("/proc/self/fd");
-    assert_non_null(d);
-    int n = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        n += de->d_name[0] != '.';
-    closedir(d);
-    return n - 1; /* the directory's own */
 }
 
 /* ---- tests -------------------------------------------------------------- */
@@ -337,12 +81,12 @@ static void test_bad_arguments(void **state)
     (void)state;
     NEED_PROVIDER();
     disco_transport *tp = NULL;
-    disco_transport_callbacks partial = callbacks;
+    disco_transport_callbacks partial = ep_callbacks;
     partial.on_sent = NULL;
     assert_int_equal(T->init(&tp, NULL, prov, &partial, NULL), DISCO_EINVAL);
-    assert_int_equal(T->init(NULL, NULL, prov, &callbacks, NULL), DISCO_EINVAL);
-    assert_int_equal(T->init(&tp, NULL, "", &callbacks, NULL), DISCO_EINVAL);
-    assert_int_equal(T->init(&tp, NULL, "nosuchprovider", &callbacks, NULL),
+    assert_int_equal(T->init(NULL, NULL, prov, &ep_callbacks, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(&tp, NULL, "", &ep_callbacks, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(&tp, NULL, "nosuchprovider", &ep_callbacks, NULL),
                      DISCO_ENOSYS);
     assert_non_null(strstr(disco_error_message(disco_last_error()), "nosuchprovider"));
     assert_null(tp);
@@ -353,7 +97,7 @@ static void test_bad_arguments(void **state)
     T->fini(NULL);
 
     ep a;
-    ep_open(&a);
+    ep_open(&a, T, NULL, prov);
     uint64_t caps = T->caps_of(a.tp);
     assert_int_equal(caps & ~T->caps, 0);
     assert_true(caps & DISCO_TRANSPORT_CAP_STREAM);
@@ -385,7 +129,7 @@ static void test_bad_addresses(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a;
-    ep_open(&a);
+    ep_open(&a, T, NULL, prov);
     char other[64], odd[64], upper[64];
     snprintf(other, sizeof(other), "ofi+%s://0102",
              strcmp(prov, "shm") ? "shm" : "tcp");
@@ -443,7 +187,7 @@ static int gone_main(void)
 {
     disco_transport *tp;
     char addr[DISCO_TRANSPORT_ADDR_MAX];
-    if (T->init(&tp, NULL, prov, &callbacks, NULL) != 0 ||
+    if (T->init(&tp, NULL, prov, &ep_callbacks, NULL) != 0 ||
         T->local_address(tp, addr, sizeof(addr)) != 0)
         return 2;
     T->fini(tp);
@@ -455,7 +199,7 @@ static int gone_main(void)
 static int quiesce_main(void)
 {
     disco_transport *tp;
-    if (T->init(&tp, NULL, prov, &callbacks, NULL) != 0)
+    if (T->init(&tp, NULL, prov, &ep_callbacks, NULL) != 0)
         return 2;
     T->quiesce(tp);
     _exit(0);
@@ -470,13 +214,13 @@ static void test_connect_unreachable(void **state)
     ep a;
     char addr[DISCO_TRANSPORT_ADDR_MAX];
     gone_address(addr, sizeof(addr));
-    ep_open(&a);
+    ep_open(&a, T, NULL, prov);
     disco_conn *c = NULL;
     rec r = {0};
     int rc = T->connect(a.tp, addr, &a, &c);
     if (rc == 0) {
         assert_non_null(c);
-        assert_int_equal(send1(c, "x", 1, &r), 0); /* queued meanwhile */
+        assert_int_equal(ep_send(&a, c, "x", 1, &r), 0); /* queued meanwhile */
         PUMP_UNTIL(&a, NULL, ep_nclosed(&a) == 1);
         assert_ptr_equal(a.closed[0], c);
         assert_true(a.close_status[0] < 0);
@@ -484,7 +228,7 @@ static void test_connect_unreachable(void **state)
         print_message("unreachable %s peer: %s\n", prov, a.close_msg);
         assert_int_equal(atomic_load(&r.count), 1); /* failed before on_close */
         assert_true(atomic_load(&r.status) < 0);
-        assert_int_equal(send1(c, "y", 1, NULL), DISCO_ECLOSED);
+        assert_int_equal(ep_send(&a, c, "y", 1, NULL), DISCO_ECLOSED);
         T->conn_close(c);
     } else {
         assert_true(rc < 0);
@@ -498,8 +242,8 @@ static void test_exchange(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     ep_store(&a, 64);
     ep_store(&b, 64);
     char addr[DISCO_TRANSPORT_ADDR_MAX];
@@ -508,7 +252,7 @@ static void test_exchange(void **state)
     assert_int_equal(T->connect(a.tp, addr, &a, &ac), 0);
     /* Sends may be queued before the connection is up. */
     rec r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
-    assert_int_equal(send1(ac, "hel", 3, &r1), 0);
+    assert_int_equal(ep_send(&a, ac, "hel", 3, &r1), 0);
     struct iovec v[3] = {{"lo", 2}, {"", 0}, {" b", 2}};
     assert_int_equal(T->send(ac, v, 3, &r2), 0);
     assert_int_equal(T->send(ac, NULL, 0, &r3), 0);
@@ -516,7 +260,7 @@ static void test_exchange(void **state)
     PUMP_UNTIL(&a, &b, ep_naccepted(&b) == 1 && ep_rxtotal(&b) == 7);
     assert_memory_equal(b.rx, "hello b", 7);
     disco_conn *bc = b.accepted[0];
-    assert_int_equal(send1(bc, "hi a", 4, &r4), 0);
+    assert_int_equal(ep_send(&b, bc, "hi a", 4, &r4), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&a) == 4 && atomic_load(&r4.count) == 1 &&
                            atomic_load(&r3.count) == 1);
     assert_memory_equal(a.rx, "hi a", 4);
@@ -552,9 +296,9 @@ static void test_big_message(void **state)
     fill_random(buf, size, 0x9e3779b97f4a7c15ull);
     uint64_t want = fnv(FNV_INIT, buf, size);
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     struct iovec v[3] = {{buf, 1}, {buf + 1, size - 2}, {buf + size - 1, 1}};
     rec r = {0};
     assert_int_equal(T->send(ac, v, 3, &r), 0);
@@ -585,10 +329,10 @@ static void test_many_iovecs(void **state)
     }
     fill_random(data, total, 42);
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     ep_store(&b, 2 * total);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     rec r[2] = {{0}};
     assert_int_equal(T->send(ac, v, N, &r[0]), 0);
     assert_int_equal(T->send(ac, v, N, &r[1]), 0);
@@ -615,16 +359,16 @@ static void test_backpressure(void **state)
         for (size_t k = 0; k < SZ; k += 4)
             memcpy(msgs + (size_t)i * SZ + k, &i, 4);
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     ep_store(&b, (size_t)N * SZ);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     (void)bc;
     static rec r[N];
     memset(r, 0, sizeof(r));
     double t0 = now_s();
     for (int i = 0; i < N; i++)
-        assert_int_equal(send1(ac, msgs + (size_t)i * SZ, SZ, &r[i]), 0);
+        assert_int_equal(ep_send(&a, ac, msgs + (size_t)i * SZ, SZ, &r[i]), 0);
     double t_send = now_s() - t0;
     pump_for(&a, NULL, 200); /* b does not progress */
     t0 = now_s();
@@ -660,12 +404,12 @@ static void test_burst_of_small_sends(void **state)
     for (uint32_t i = 0; i < N; i++)
         vals[i] = i;
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     ep_store(&b, sizeof(vals));
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     for (int i = 0; i < N; i++) {
-        assert_int_equal(send1(ac, &vals[i], sizeof(vals[i]), NULL), 0);
+        assert_int_equal(ep_send(&a, ac, &vals[i], sizeof(vals[i]), NULL), 0);
         /* a takes its completions back, so that each send goes out as a
          * message of its own instead of joining a queued buffer. */
         T->progress(a.tp, 0);
@@ -680,43 +424,21 @@ static void test_burst_of_small_sends(void **state)
     ep_close(&b);
 }
 
-#define PER_THREAD 10000
-
-typedef struct sender {
-    disco_conn *c;
-    uint32_t id;
-    uint32_t msg[PER_THREAD][2];
-    rec recs[PER_THREAD];
-    atomic_int failures;
-} sender;
-
-static void *sender_main(void *arg)
-{
-    sender *s = arg;
-    for (uint32_t i = 0; i < PER_THREAD; i++) {
-        s->msg[i][0] = s->id;
-        s->msg[i][1] = i;
-        struct iovec v[2] = {{&s->msg[i][0], 4}, {&s->msg[i][1], 4}};
-        if (T->send(s->c, v, 2, &s->recs[i]) != 0)
-            atomic_fetch_add(&s->failures, 1);
-    }
-    return NULL;
-}
-
 static void test_two_threads_send(void **state)
 {
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     const size_t total = 2 * PER_THREAD * 8;
     ep_store(&b, total);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     sender *s = calloc(2, sizeof(*s));
     assert_non_null(s);
     pthread_t th[2];
     for (int i = 0; i < 2; i++) {
+        s[i].e = &a;
         s[i].c = ac;
         s[i].id = (uint32_t)i + 1;
         assert_int_equal(pthread_create(&th[i], NULL, sender_main, &s[i]), 0);
@@ -750,18 +472,18 @@ static void test_peer_close(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     rec r = {0};
-    assert_int_equal(send1(ac, "bye", 3, &r), 0);
+    assert_int_equal(ep_send(&a, ac, "bye", 3, &r), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3 && atomic_load(&r.count) == 1);
     T->conn_close(ac);
     atomic_store(&a.dead, (uintptr_t)ac);
     PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
     assert_ptr_equal(b.closed[0], bc);
     assert_int_equal(b.close_status[0], 0);
-    assert_int_equal(send1(bc, "late", 4, NULL), DISCO_ECLOSED);
+    assert_int_equal(ep_send(&b, bc, "late", 4, NULL), DISCO_ECLOSED);
     pump_for(&a, &b, 30);
     assert_int_equal(ep_nclosed(&b), 1);
     assert_int_equal(ep_nclosed(&a), 0);
@@ -779,14 +501,14 @@ static void test_close_before_ack(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
     char addr[DISCO_TRANSPORT_ADDR_MAX];
     assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
     disco_conn *ac = NULL;
     assert_int_equal(T->connect(a.tp, addr, &a, &ac), 0);
     rec r = {0};
-    assert_int_equal(send1(ac, "never", 5, &r), 0);
+    assert_int_equal(ep_send(&a, ac, "never", 5, &r), 0);
     /* Until b accepted (its ACK is on the way then), a progresses only
      * before b did: a never reads the ACK before the close. A HELLO never
      * sent would leave nothing to close at b. */
@@ -819,12 +541,12 @@ static void test_close_with_queued_sends(void **state)
     uint8_t *buf = calloc(1, chunk);
     assert_non_null(buf);
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     rec r[N] = {{0}};
     for (int i = 0; i < N; i++)
-        assert_int_equal(send1(ac, buf, chunk, &r[i]), 0);
+        assert_int_equal(ep_send(&a, ac, buf, chunk, &r[i]), 0);
     T->conn_close(ac); /* completes everything before it returns */
     atomic_store(&a.dead, (uintptr_t)ac);
     int failed = 0;
@@ -853,19 +575,19 @@ static void test_close_inside_callback(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     pthread_mutex_lock(&b.mu);
     b.close_in_recv = true;
     b.echo_ack = true;
     pthread_mutex_unlock(&b.mu);
-    assert_int_equal(send1(ac, "ping", 4, NULL), 0);
+    assert_int_equal(ep_send(&a, ac, "ping", 4, NULL), 0);
     PUMP_UNTIL(&a, &b, atomic_load(&b.dead) == (uintptr_t)bc);
     PUMP_UNTIL(&a, &b, ep_nclosed(&a) == 1);
     pump_for(&a, &b, 30);
     assert_int_equal(atomic_load(&b.late), 0);
-    /* connect_pair's byte and the echo: each reported once, by progress or
+    /* connect_acked's byte and the echo: each reported once, by progress or
      * by the close. */
     assert_int_equal(atomic_load(&b.sent_ok) + atomic_load(&b.sent_err), 2);
     assert_int_equal(ep_nclosed(&b), 0);
@@ -874,42 +596,14 @@ static void test_close_inside_callback(void **state)
     ep_close(&b);
 }
 
-typedef struct runner {
-    ep *e;
-    atomic_bool stop;
-    disco_conn *feed;
-    atomic_int inflight;
-    int errors;
-} runner;
-
-static uint8_t feed_buf[64 * 1024];
-
-static void *runner_main(void *arg)
-{
-    runner *r = arg;
-    static rec dummy;
-    while (!atomic_load(&r->stop)) {
-        if (T->progress(r->e->tp, 1) < 0)
-            r->errors++;
-        if (r->feed && atomic_load(&r->e->sent_ok) + atomic_load(&r->e->sent_err) +
-                               8 > atomic_load(&r->inflight)) {
-            if (send1(r->feed, feed_buf, sizeof(feed_buf), &dummy) == 0)
-                atomic_fetch_add(&r->inflight, 1);
-            else
-                r->feed = NULL;
-        }
-    }
-    return NULL;
-}
-
 static void test_close_while_progress_runs(void **state)
 {
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     a.echo_ack = true;
     a.slow_recv = true;
     runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};
@@ -937,52 +631,11 @@ static void test_close_while_progress_runs(void **state)
     ep_close(&b);
 }
 
-typedef struct blocked {
-    disco_transport *tp;
-    atomic_bool done;
-    int rc;
-} blocked;
-
-static void *block_main(void *arg)
-{
-    blocked *bl = arg;
-    bl->rc = T->progress(bl->tp, -1);
-    atomic_store(&bl->done, true);
-    return NULL;
-}
-
 static void test_interrupt(void **state)
 {
     (void)state;
     NEED_PROVIDER();
-    ep a;
-    ep_open(&a);
-    blocked bl = {.tp = a.tp};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
-    sleep_ms(100);
-    assert_false(atomic_load(&bl.done));
-    int rc = T->progress(a.tp, 0);
-    if (!atomic_load(&bl.done))
-        assert_int_equal(rc, DISCO_EBUSY);
-    T->interrupt(a.tp);
-    double deadline = now_s() + DEADLINE_S;
-    while (!atomic_load(&bl.done) && now_s() < deadline)
-        sleep_ms(1);
-    assert_true(atomic_load(&bl.done));
-    pthread_join(th, NULL);
-    assert_true(bl.rc >= 0);
-    T->interrupt(a.tp); /* a wake-up before the call is not lost */
-    double t0 = now_s();
-    assert_true(T->progress(a.tp, 30000) >= 0);
-    assert_true(now_s() - t0 < 10.0);
-    ep_close(&a);
-}
-
-static bool fd_readable(int fd, int ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+    xport_case_interrupt(T, prov);
 }
 
 static void test_wait_fd(void **state)
@@ -990,9 +643,9 @@ static void test_wait_fd(void **state)
     (void)state;
     NEED_PROVIDER();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     pump_for(&a, &b, 20);
     int fd = T->wait_fd(b.tp);
     assert_true(fd >= 0);
@@ -1008,7 +661,7 @@ static void test_wait_fd(void **state)
     assert_int_equal(armed, 0);
     assert_true(fd_readable(fd, 50) == ticks);
     size_t before = ep_rxtotal(&b);
-    assert_int_equal(send1(ac, "wake", 4, NULL), 0);
+    assert_int_equal(ep_send(&a, ac, "wake", 4, NULL), 0);
     double deadline = now_s() + DEADLINE_S;
     while (ep_rxtotal(&b) < before + 4 && now_s() < deadline) {
         /* a's provider may need a's progress to put the message out */
@@ -1209,13 +862,13 @@ static void test_forked_peer(void **state)
     assert_non_null(msg);
     fill_random(msg, len, 7);
     ep a;
-    ep_open(&a);
+    ep_open(&a, T, NULL, prov);
     ep_store(&a, len);
     pid_t pid = fork_child(&a, CHILD_ECHO);
     PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1);
     disco_conn *c = a.accepted[0];
     rec r = {0};
-    assert_int_equal(send1(c, msg, len, &r), 0);
+    assert_int_equal(ep_send(&a, c, msg, len, &r), 0);
     PUMP_UNTIL(&a, NULL, ep_rxtotal(&a) == len);
     assert_memory_equal(a.rx, msg, len);
     PUMP_UNTIL(&a, NULL, atomic_load(&r.count) == 1);
@@ -1251,13 +904,13 @@ static void test_abandon_killed_peer(void **state)
     NEED_PROVIDER();
     for (int i = 0; i < 5; i++) {
         ep a;
-        ep_open(&a);
+        ep_open(&a, T, NULL, prov);
         pid_t pid = fork_child(&a, CHILD_SPIN);
         PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1 && ep_rxtotal(&a) == 1);
         /* Killed while it takes in a stream: inside shm's progress. */
         static const uint64_t word = 42;
         for (int k = 0; k < 200; k++) {
-            assert_int_equal(send1(a.accepted[0], &word, sizeof(word), NULL), 0);
+            assert_int_equal(ep_send(&a, a.accepted[0], &word, sizeof(word), NULL), 0);
             T->progress(a.tp, 0);
         }
         kill(pid, SIGKILL);
@@ -1293,7 +946,7 @@ static void test_rma_read(void **state)
     assert_non_null(dst);
     fill_random(want, RMA_LEN, 99);
     ep a;
-    ep_open(&a);
+    ep_open(&a, T, NULL, prov);
     ep_store(&a, 8 + DISCO_TRANSPORT_KEY_MAX);
     pid_t pid = fork_child(&a, CHILD_RMA);
     PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1 && ep_rxtotal(&a) >= 8 + 16);
@@ -1319,7 +972,7 @@ static void test_rma_read(void **state)
     print_message("%s: rma_read of 64 MiB in %.1f ms (%.0f MB/s)\n", prov, t * 1e3,
                   RMA_LEN / t / 1e6);
 
-    assert_int_equal(send1(c, "d", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, c, "d", 1, NULL), 0);
     PUMP_UNTIL(&a, NULL, ep_nclosed(&a) == 1);
     wait_child(pid);
     T->conn_close(c);
@@ -1343,9 +996,9 @@ static void test_rma_bad_key(void **state)
     fill_random(src, LEN, 5);
     memset(dst, 0, LEN);
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     disco_mr *smr, *dmr;
     uint8_t key[DISCO_TRANSPORT_KEY_MAX], dkey[DISCO_TRANSPORT_KEY_MAX];
     size_t keylen, dkeylen;
@@ -1381,15 +1034,15 @@ static void test_no_fd_leak(void **state)
     NEED_PROVIDER();
     /* libfabric opens its own lasting descriptors on first use: warm up. */
     ep w;
-    ep_open(&w);
+    ep_open(&w, T, NULL, prov);
     ep_close(&w);
     int fds = count_fds();
     ep a, b;
-    ep_open(&a);
-    ep_open(&b);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    ep_open(&a, T, NULL, prov);
+    ep_open(&b, T, NULL, prov);
+    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
     rec r = {0};
-    assert_int_equal(send1(ac, "x", 1, &r), 0);
+    assert_int_equal(ep_send(&a, ac, "x", 1, &r), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 1 && atomic_load(&r.count) == 1);
     assert_true(count_fds() > fds);
     T->conn_close(ac);
@@ -1413,7 +1066,7 @@ static int select_provider(void **state)
     prov = provs[i];
     if (prov_state[i] == 0) {
         disco_transport *tp;
-        prov_state[i] = T->init(&tp, NULL, prov, &callbacks, NULL) == 0 ? 1 : -1;
+        prov_state[i] = T->init(&tp, NULL, prov, &ep_callbacks, NULL) == 0 ? 1 : -1;
         if (prov_state[i] > 0)
             T->fini(tp);
         else

@@ -1,12 +1,10 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /*
  * The TCP transport over loopback: two transports in one process (and a
- * forked child as the peer), driven through disco__tcp_ops only.
- *
- * Callbacks may run on helper threads, so they record what they see under a
- * mutex (or in atomics) and the test asserts afterwards on its own thread.
- * Every wait is a bounded loop of short progress calls with a deadline: a
- * hang fails the test instead of stalling it.
+ * forked child as the peer), driven through disco__tcp_ops only, with
+ * the endpoints of tests/xport_ep.h. The cases any transport passes alike
+ * are tests/xport_cases.c's; what only TCP has (addresses, the sockets'
+ * options, send_more, the hot connection) is here.
  */
 #include <arpa/inet.h>
 #include <dirent.h>
@@ -28,260 +26,10 @@
 #include "core/transport.h"
 #include "disco.h"
 #include "test_util.h"
+#include "xport_cases.h"
+#include "xport_ep.h"
 
 static const disco_transport_ops *const T = &disco__tcp_ops;
-
-#define DEADLINE_S 60.0
-#define MAXC 32
-
-static double now_s(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-/* ---- an endpoint: one transport and what its callbacks saw ------------- */
-
-/* The token of a send: how often, how and when on_sent reported it. */
-typedef struct rec {
-    atomic_int count;
-    atomic_int status;
-    atomic_long seq;
-} rec;
-
-typedef struct ep {
-    disco_transport *tp;
-    pthread_mutex_t mu;
-    disco_conn *accepted[MAXC];
-    int naccepted;
-    disco_conn *closed[MAXC];
-    int close_status[MAXC];
-    long close_seq[MAXC];
-    void *close_ctx[MAXC];
-    int nclosed;
-    char close_msg[256];
-    uint8_t *rx; /* stores received bytes when set (rxcap of them) */
-    size_t rxcap, rxlen, rxtotal;
-    uint64_t hash;
-    long nrecv;
-    atomic_long seq;       /* orders callbacks */
-    atomic_long sent_ok, sent_err;
-    atomic_uintptr_t dead; /* a conn the test closed: callbacks are late */
-    atomic_int late;
-    bool close_in_recv;    /* on_recv closes its connection */
-    bool echo_ack;         /* on_recv answers with a small send */
-    bool slow_recv;        /* on_recv takes a while (widens races) */
-} ep;
-
-static const uint8_t ack_byte = 'k';
-
-static void note_late(ep *e, disco_conn *c)
-{
-    if (atomic_load(&e->dead) == (uintptr_t)c)
-        atomic_fetch_add(&e->late, 1);
-}
-
-static void cb_accept(void *ctx, disco_conn *c)
-{
-    ep *e = ctx;
-    pthread_mutex_lock(&e->mu);
-    if (e->naccepted < MAXC)
-        e->accepted[e->naccepted++] = c;
-    pthread_mutex_unlock(&e->mu);
-}
-
-static uint64_t fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-#define FNV_INIT 0xcbf29ce484222325ull
-
-static void cb_recv(void *ctx, disco_conn *c, const uint8_t *data, size_t len)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    pthread_mutex_lock(&e->mu);
-    e->nrecv++;
-    e->rxtotal += len;
-    e->hash = fnv(e->hash, data, len);
-    if (e->rx) {
-        size_t k = len < e->rxcap - e->rxlen ? len : e->rxcap - e->rxlen;
-        memcpy(e->rx + e->rxlen, data, k);
-        e->rxlen += k;
-    }
-    bool close_it = e->close_in_recv, ack = e->echo_ack, slow = e->slow_recv;
-    pthread_mutex_unlock(&e->mu);
-    if (ack) {
-        struct iovec v = {(void *)&ack_byte, 1};
-        T->send(c, &v, 1, NULL);
-    }
-    if (slow) {
-        struct timespec ts = {0, 200000};
-        nanosleep(&ts, NULL);
-        note_late(e, c); /* still running after conn_close returned? */
-    }
-    if (close_it) {
-        T->conn_close(c);
-        atomic_store(&e->dead, (uintptr_t)c);
-    }
-}
-
-static void cb_close(void *ctx, disco_conn *c, int status)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    long seq = atomic_fetch_add(&e->seq, 1);
-    const disco_error *err = disco_last_error();
-    pthread_mutex_lock(&e->mu);
-    if (e->nclosed < MAXC) {
-        e->closed[e->nclosed] = c;
-        e->close_status[e->nclosed] = status;
-        e->close_ctx[e->nclosed] = T->conn_context(c);
-        e->close_seq[e->nclosed++] = seq;
-    }
-    if (status < 0 && err)
-        snprintf(e->close_msg, sizeof(e->close_msg), "%s",
-                 disco_error_message(err));
-    pthread_mutex_unlock(&e->mu);
-}
-
-static void cb_sent(void *ctx, disco_conn *c, void *token, int status)
-{
-    ep *e = ctx;
-    note_late(e, c);
-    long seq = atomic_fetch_add(&e->seq, 1);
-    atomic_fetch_add(status == 0 ? &e->sent_ok : &e->sent_err, 1);
-    rec *r = token;
-    if (r) {
-        atomic_store(&r->status, status);
-        atomic_store(&r->seq, seq);
-        atomic_fetch_add(&r->count, 1);
-    }
-}
-
-static const disco_transport_callbacks callbacks = {
-    .on_accept = cb_accept,
-    .on_recv = cb_recv,
-    .on_close = cb_close,
-    .on_sent = cb_sent,
-};
-
-static void ep_open(ep *e, const char *host)
-{
-    memset(e, 0, sizeof(*e));
-    pthread_mutex_init(&e->mu, NULL);
-    e->hash = FNV_INIT;
-    assert_int_equal(T->init(&e->tp, host, NULL, &callbacks, e), 0);
-}
-
-static void ep_close(ep *e)
-{
-    T->fini(e->tp);
-    free(e->rx);
-    pthread_mutex_destroy(&e->mu);
-}
-
-static void ep_store(ep *e, size_t cap)
-{
-    e->rx = malloc(cap);
-    assert_non_null(e->rx);
-    e->rxcap = cap;
-}
-
-static int ep_naccepted(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    int n = e->naccepted;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-static int ep_nclosed(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    int n = e->nclosed;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-static size_t ep_rxtotal(ep *e)
-{
-    pthread_mutex_lock(&e->mu);
-    size_t n = e->rxtotal;
-    pthread_mutex_unlock(&e->mu);
-    return n;
-}
-
-/* The index of c among e's closed connections, or -1. */
-static int ep_closed_index(ep *e, disco_conn *c)
-{
-    pthread_mutex_lock(&e->mu);
-    int k = -1;
-    for (int i = 0; i < e->nclosed; i++)
-        if (e->closed[i] == c)
-            k = i;
-    pthread_mutex_unlock(&e->mu);
-    return k;
-}
-
-/* One round of progress on a and b (either may be NULL); sleeps briefly in
- * progress when nothing happened. */
-static void pump_once(ep *a, ep *b)
-{
-    int n = 0;
-    if (a)
-        n += T->progress(a->tp, 0);
-    if (b)
-        n += T->progress(b->tp, 0);
-    if (n == 0)
-        T->progress((b ? b : a)->tp, b && a ? 1 : 10);
-}
-
-/* Pumps until cond holds or the deadline passes; the test asserts cond. */
-#define PUMP_UNTIL(a, b, cond)                                                 \
-    do {                                                                       \
-        double deadline_ = now_s() + DEADLINE_S;                               \
-        while (!(cond) && now_s() < deadline_)                                 \
-            pump_once(a, b);                                                   \
-        assert_true(cond);                                                     \
-    } while (0)
-
-/* Pumps a fixed number of rounds (to let wrong callbacks show up). */
-static void pump_for(ep *a, ep *b, int ms)
-{
-    double end = now_s() + ms / 1000.0;
-    while (now_s() < end)
-        pump_once(a, b);
-}
-
-/* Connects a to b; returns a's end, b's end in *bc. */
-static disco_conn *connect_pair(ep *a, ep *b, disco_conn **bc)
-{
-    char addr[128];
-    assert_int_equal(T->local_address(b->tp, addr, sizeof(addr)), 0);
-    int before = ep_naccepted(b);
-    disco_conn *c = NULL;
-    assert_int_equal(T->connect(a->tp, addr, a, &c), 0);
-    assert_non_null(c);
-    PUMP_UNTIL(a, b, ep_naccepted(b) > before);
-    *bc = b->accepted[before];
-    return c;
-}
-
-static int send1(disco_conn *c, const void *p, size_t n, rec *r)
-{
-    struct iovec v = {(void *)p, n};
-    return T->send(c, &v, 1, r);
-}
 
 /* A port nobody listens on (bound, read, closed). */
 static int closed_port(void)
@@ -358,13 +106,6 @@ static void scan_fds(fdscan *s)
     closedir(d);
 }
 
-static int count_fds(void)
-{
-    fdscan s;
-    scan_fds(&s);
-    return s.total;
-}
-
 /* ---- tests -------------------------------------------------------------- */
 
 static void test_ops_table(void **state)
@@ -394,14 +135,14 @@ static void test_bad_arguments(void **state)
 {
     (void)state;
     disco_transport *tp = NULL;
-    disco_transport_callbacks partial = callbacks;
+    disco_transport_callbacks partial = ep_callbacks;
     partial.on_sent = NULL;
     assert_int_equal(T->init(&tp, NULL, NULL, &partial, NULL), DISCO_EINVAL);
-    assert_int_equal(T->init(NULL, NULL, NULL, &callbacks, NULL), DISCO_EINVAL);
+    assert_int_equal(T->init(NULL, NULL, NULL, &ep_callbacks, NULL), DISCO_EINVAL);
     const char *hosts[] = {"", "localhost", "1.2.3", "127.0.0.1:80",
                            "[::1", "tcp://127.0.0.1", "256.0.0.1"};
     for (size_t i = 0; i < sizeof(hosts) / sizeof(*hosts); i++) {
-        assert_int_equal(T->init(&tp, hosts[i], NULL, &callbacks, NULL), DISCO_EINVAL);
+        assert_int_equal(T->init(&tp, hosts[i], NULL, &ep_callbacks, NULL), DISCO_EINVAL);
         assert_int_equal(disco_error_code(disco_last_error()), DISCO_EINVAL);
     }
     assert_null(tp);
@@ -412,7 +153,7 @@ static void test_bad_arguments(void **state)
     T->fini(NULL);
 
     ep a;
-    ep_open(&a, NULL);
+    ep_open(&a, T, NULL, NULL);
     char small[8];
     assert_int_equal(T->local_address(a.tp, small, sizeof(small)), DISCO_EINVAL);
     disco_conn *c = NULL;
@@ -426,8 +167,8 @@ static void test_listen_address(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, "127.0.0.1");
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, "127.0.0.1", NULL);
     char addr[128];
     assert_int_equal(T->local_address(a.tp, addr, sizeof(addr)), 0);
     assert_int_equal(strncmp(addr, "tcp://127.0.0.1:", 16), 0);
@@ -451,7 +192,7 @@ static void test_bad_addresses(void **state)
 {
     (void)state;
     ep a;
-    ep_open(&a, NULL);
+    ep_open(&a, T, NULL, NULL);
     int fds = count_fds();
     const char *bad[] = {
         "",
@@ -503,8 +244,8 @@ static void test_exchange(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&a, 64);
     ep_store(&b, 64);
     char addr[128];
@@ -513,14 +254,14 @@ static void test_exchange(void **state)
     assert_int_equal(T->connect(a.tp, addr, &a, &ac), 0);
     /* Sends may be queued before the connection is up. */
     rec r1 = {0}, r2 = {0}, r3 = {0}, r4 = {0};
-    assert_int_equal(send1(ac, "hel", 3, &r1), 0);
+    assert_int_equal(ep_send(&a, ac, "hel", 3, &r1), 0);
     struct iovec v[3] = {{"lo", 2}, {"", 0}, {" b", 2}};
     assert_int_equal(T->send(ac, v, 3, &r2), 0);
     assert_int_equal(T->send(ac, NULL, 0, &r3), 0); /* empty send */
     PUMP_UNTIL(&a, &b, ep_naccepted(&b) == 1 && ep_rxtotal(&b) == 7);
     assert_memory_equal(b.rx, "hello b", 7);
     disco_conn *bc = b.accepted[0];
-    assert_int_equal(send1(bc, "hi a", 4, &r4), 0);
+    assert_int_equal(ep_send(&b, bc, "hi a", 4, &r4), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&a) == 4 && atomic_load(&r4.count) == 1);
     assert_memory_equal(a.rx, "hi a", 4);
     pump_for(&a, &b, 20);
@@ -554,7 +295,7 @@ static void test_connect_refused(void **state)
 {
     (void)state;
     ep a;
-    ep_open(&a, NULL);
+    ep_open(&a, T, NULL, NULL);
     int port = closed_port();
     assert_true(port > 0);
     char addr[64];
@@ -564,7 +305,7 @@ static void test_connect_refused(void **state)
     assert_int_equal(T->connect(a.tp, addr, &marker, &c), 0);
     assert_non_null(c);
     rec r = {0};
-    int rc = send1(c, "x", 1, &r);
+    int rc = ep_send(&a, c, "x", 1, &r);
     PUMP_UNTIL(&a, NULL, ep_nclosed(&a) == 1);
     assert_ptr_equal(a.closed[0], c);
     assert_true(a.close_status[0] < 0);
@@ -578,25 +319,12 @@ static void test_connect_refused(void **state)
     }
     /* After on_close: sends fail at once, no callback follows. */
     rec r2 = {0};
-    assert_int_equal(send1(c, "y", 1, &r2), DISCO_ECLOSED);
+    assert_int_equal(ep_send(&a, c, "y", 1, &r2), DISCO_ECLOSED);
     pump_for(&a, NULL, 30);
     assert_int_equal(atomic_load(&r2.count), 0);
     assert_int_equal(ep_nclosed(&a), 1);
     T->conn_close(c);
     ep_close(&a);
-}
-
-static void fill_random(uint8_t *p, size_t n, uint64_t seed)
-{
-    uint64_t x = seed;
-    for (size_t i = 0; i < n; i++) {
-        if (i % 8 == 0) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-        }
-        p[i] = (uint8_t)(x >> (8 * (i % 8)));
-    }
 }
 
 static void test_big_message(void **state)
@@ -608,8 +336,8 @@ static void test_big_message(void **state)
     fill_random(buf, size, 0x9e3779b97f4a7c15ull);
     uint64_t want = fnv(FNV_INIT, buf, size);
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     /* Three pieces, so that partial writes split iovecs anywhere. */
     struct iovec v[3] = {{buf, 1}, {buf + 1, size - 2}, {buf + size - 1, 1}};
@@ -643,8 +371,8 @@ static void test_many_iovecs(void **state)
     }
     fill_random(data, total, 42);
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, total);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[2] = {{0}};
@@ -660,79 +388,10 @@ static void test_many_iovecs(void **state)
     ep_close(&b);
 }
 
-/* ---- two threads sending on one connection ------------------------------ */
-
-#define PER_THREAD 10000
-
-typedef struct sender {
-    disco_conn *c;
-    uint32_t id;
-    uint32_t msg[PER_THREAD][2];
-    rec recs[PER_THREAD];
-    atomic_int failures;
-} sender;
-
-static void *sender_main(void *arg)
-{
-    sender *s = arg;
-    for (uint32_t i = 0; i < PER_THREAD; i++) {
-        s->msg[i][0] = s->id;
-        s->msg[i][1] = i;
-        struct iovec v[2] = {{&s->msg[i][0], 4}, {&s->msg[i][1], 4}};
-        if (T->send(s->c, v, 2, &s->recs[i]) != 0)
-            atomic_fetch_add(&s->failures, 1);
-    }
-    return NULL;
-}
-
 static void test_two_threads_send(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    const size_t total = 2 * PER_THREAD * 8;
-    ep_store(&b, total);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    sender *s = calloc(2, sizeof(*s));
-    assert_non_null(s);
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) {
-        s[i].c = ac;
-        s[i].id = (uint32_t)i + 1;
-        assert_int_equal(pthread_create(&th[i], NULL, sender_main, &s[i]), 0);
-    }
-    /* The test thread runs progress meanwhile. */
-    PUMP_UNTIL(&a, &b,
-               ep_rxtotal(&b) == total &&
-                   atomic_load(&a.sent_ok) == 2 * PER_THREAD);
-    for (int i = 0; i < 2; i++)
-        pthread_join(th[i], NULL);
-    pump_for(&a, &b, 20);
-    assert_int_equal(ep_rxtotal(&b), total);
-    uint32_t next[3] = {0, 0, 0};
-    for (size_t off = 0; off < total; off += 8) {
-        uint32_t m[2];
-        memcpy(m, b.rx + off, 8);
-        assert_true(m[0] == 1 || m[0] == 2);
-        assert_int_equal(m[1], next[m[0]]); /* each thread's order kept */
-        next[m[0]]++;
-    }
-    assert_int_equal(next[1], PER_THREAD);
-    assert_int_equal(next[2], PER_THREAD);
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(atomic_load(&s[i].failures), 0);
-        for (int k = 0; k < PER_THREAD; k++) {
-            assert_int_equal(atomic_load(&s[i].recs[k].count), 1);
-            assert_int_equal(atomic_load(&s[i].recs[k].status), 0);
-        }
-    }
-    assert_int_equal(atomic_load(&a.sent_err), 0);
-    T->conn_close(ac);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
-    free(s);
+    xport_case_two_threads_send(T, NULL);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -740,35 +399,7 @@ static void test_two_threads_send(void **state)
 static void test_peer_close(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    rec r = {0};
-    assert_int_equal(send1(ac, "bye", 3, &r), 0);
-    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3 && atomic_load(&r.count) == 1);
-    T->conn_close(ac); /* a closes: b sees a clean close */
-    atomic_store(&a.dead, (uintptr_t)ac);
-    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
-    assert_ptr_equal(b.closed[0], bc);
-    assert_int_equal(b.close_status[0], 0);
-    rec r2 = {0};
-    assert_int_equal(send1(bc, "late", 4, &r2), DISCO_ECLOSED);
-    pump_for(&a, &b, 30);
-    assert_int_equal(ep_nclosed(&b), 1); /* once */
-    assert_int_equal(ep_nclosed(&a), 0); /* none after conn_close */
-    assert_int_equal(atomic_load(&a.late), 0);
-    assert_int_equal(atomic_load(&r2.count), 0);
-    T->conn_close(bc); /* still needed after on_close: frees */
-
-    /* The other way round: the accepting side closes. */
-    ac = connect_pair(&a, &b, &bc);
-    T->conn_close(bc);
-    PUMP_UNTIL(&a, &b, ep_closed_index(&a, ac) >= 0);
-    assert_int_equal(a.close_status[ep_closed_index(&a, ac)], 0);
-    T->conn_close(ac);
-    ep_close(&a);
-    ep_close(&b);
+    xport_case_peer_close(T, NULL);
 }
 
 /* The peer is gone (reset) while we still send: no SIGPIPE, every send
@@ -778,14 +409,14 @@ static void test_send_after_peer_reset(void **state)
     (void)state;
     enum { N = 20 };
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     T->conn_close(ac);
     rec r[N] = {{0}};
     int accepted = 0;
     for (int i = 0; i < N; i++) { /* b has not noticed yet: sends are taken */
-        if (send1(bc, "data", 4, &r[i]) == 0)
+        if (ep_send(&b, bc, "data", 4, &r[i]) == 0)
             accepted++;
         sleep_ms(5); /* lets the peer's RST arrive */
     }
@@ -802,7 +433,7 @@ static void test_send_after_peer_reset(void **state)
     }
     assert_true(failed > 0);
     assert_true(b.close_status[0] <= 0);
-    assert_int_equal(send1(bc, "more", 4, &r[0]), DISCO_ECLOSED);
+    assert_int_equal(ep_send(&b, bc, "more", 4, &r[0]), DISCO_ECLOSED);
     T->conn_close(bc);
     ep_close(&a);
     ep_close(&b);
@@ -816,13 +447,13 @@ static void test_close_with_queued_sends(void **state)
     uint8_t *buf = calloc(1, chunk);
     assert_non_null(buf);
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     int fds = count_fds();
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[N] = {{0}};
     for (int i = 0; i < N; i++)
-        assert_int_equal(send1(ac, buf, chunk, &r[i]), 0);
+        assert_int_equal(ep_send(&a, ac, buf, chunk, &r[i]), 0);
     pump_for(&a, NULL, 50); /* b does not read: a's queue stays */
     int done_before = 0;
     for (int i = 0; i < N; i++)
@@ -868,8 +499,8 @@ static void test_send_more_holds_until_flush(void **state)
     (void)state;
     enum { N = 10 };
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, 64);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[N] = {{0}};
@@ -900,14 +531,14 @@ static void test_send_after_send_more(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, 64);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[3] = {{0}};
     assert_int_equal(more1(ac, "ab", 2, &r[0]), 0);
     assert_int_equal(more1(ac, "cd", 2, &r[1]), 0);
-    assert_int_equal(send1(ac, "ef", 2, &r[2]), 0);
+    assert_int_equal(ep_send(&a, ac, "ef", 2, &r[2]), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 6 && atomic_load(&r[2].count) == 1);
     assert_memory_equal(b.rx, "abcdef", 6);
     for (int i = 0; i < 3; i++)
@@ -925,8 +556,8 @@ static void test_send_more_bound(void **state)
     enum { N = 100, K = 1024 };
     static uint8_t chunk[K];
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[N] = {{0}};
     for (int i = 0; i < N; i++)
@@ -948,8 +579,8 @@ static void test_close_with_held_sends(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     rec r[3] = {{0}};
     for (int i = 0; i < 3; i++)
@@ -969,214 +600,33 @@ static void test_close_with_held_sends(void **state)
 static void test_close_inside_callback(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    int fds = count_fds();
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    pthread_mutex_lock(&b.mu);
-    b.close_in_recv = true; /* b closes inside on_recv */
-    b.echo_ack = true;      /* after queuing a reply */
-    pthread_mutex_unlock(&b.mu);
-    rec r = {0};
-    assert_int_equal(send1(ac, "ping", 4, &r), 0);
-    PUMP_UNTIL(&a, &b, atomic_load(&b.dead) == (uintptr_t)bc);
-    PUMP_UNTIL(&a, &b, ep_closed_index(&a, ac) >= 0);
-    assert_true(a.rxtotal <= 1); /* the reply, if it left before the close */
-    pump_for(&a, &b, 30);
-    assert_int_equal(atomic_load(&b.late), 0);
-    assert_int_equal(atomic_load(&b.sent_ok) + atomic_load(&b.sent_err), 1);
-    assert_int_equal(ep_nclosed(&b), 0);
-    T->conn_close(ac);
-    assert_int_equal(count_fds(), fds);
-    ep_close(&a);
-    ep_close(&b);
-}
-
-/* conn_close from the test thread while another thread runs progress and
- * callbacks for that very connection. */
-typedef struct runner {
-    ep *e;
-    atomic_bool stop;
-    disco_conn *feed;   /* sends on it continuously when set */
-    atomic_int inflight;
-    int errors;
-} runner;
-
-static uint8_t feed_buf[64 * 1024];
-
-static void *runner_main(void *arg)
-{
-    runner *r = arg;
-    static rec dummy; /* tokens are not looked at here */
-    while (!atomic_load(&r->stop)) {
-        if (T->progress(r->e->tp, 1) < 0)
-            r->errors++;
-        if (r->feed && atomic_load(&r->e->sent_ok) + atomic_load(&r->e->sent_err) +
-                               8 > atomic_load(&r->inflight)) {
-            if (send1(r->feed, feed_buf, sizeof(feed_buf), &dummy) == 0)
-                atomic_fetch_add(&r->inflight, 1);
-            else
-                r->feed = NULL; /* closed by the peer */
-        }
-    }
-    return NULL;
+    xport_case_close_inside_callback(T, NULL);
 }
 
 static void test_close_while_progress_runs(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    a.echo_ack = true;  /* a's callbacks send on ac while it is closed */
-    a.slow_recv = true; /* and are likely running when it is */
-    runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};
-    pthread_t ta, tb;
-    assert_int_equal(pthread_create(&ta, NULL, runner_main, &ra), 0);
-    assert_int_equal(pthread_create(&tb, NULL, runner_main, &rb), 0);
-    double deadline = now_s() + DEADLINE_S;
-    while (ep_rxtotal(&a) < (1u << 20) && now_s() < deadline)
-        sleep_ms(1);
-    size_t before = ep_rxtotal(&a);
-    T->conn_close(ac);
-    atomic_store(&a.dead, (uintptr_t)ac);
-    sleep_ms(100);
-    atomic_store(&ra.stop, true);
-    atomic_store(&rb.stop, true);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_true(before >= (1u << 20));
-    assert_int_equal(atomic_load(&a.late), 0);
-    assert_int_equal(ra.errors + rb.errors, 0);
-    /* Every ack a sent completed exactly once (0 or closed). */
-    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
-    assert_int_equal(ep_nclosed(&a), 0);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
+    xport_case_close_while_progress_runs(T, NULL);
 }
 
 /* ---- progress, interrupt ------------------------------------------------ */
 
-typedef struct blocked {
-    disco_transport *tp;
-    atomic_bool done;
-    int rc;
-} blocked;
-
-static void *block_main(void *arg)
-{
-    blocked *bl = arg;
-    bl->rc = T->progress(bl->tp, -1);
-    atomic_store(&bl->done, true);
-    return NULL;
-}
-
 static void test_interrupt(void **state)
 {
     (void)state;
-    ep a;
-    ep_open(&a, NULL);
-    blocked bl = {.tp = a.tp};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
-    sleep_ms(100);
-    assert_false(atomic_load(&bl.done)); /* nothing to do: still blocked */
-    /* The core serialises progress; a second caller is refused. */
-    int rc = T->progress(a.tp, 0);
-    if (!atomic_load(&bl.done))
-        assert_int_equal(rc, DISCO_EBUSY);
-    T->interrupt(a.tp);
-    double deadline = now_s() + DEADLINE_S;
-    while (!atomic_load(&bl.done) && now_s() < deadline)
-        sleep_ms(1);
-    assert_true(atomic_load(&bl.done));
-    pthread_join(th, NULL);
-    assert_true(bl.rc >= 0);
-    /* A wake-up before the call is not lost. */
-    T->interrupt(a.tp);
-    double t0 = now_s();
-    assert_true(T->progress(a.tp, 30000) >= 0);
-    assert_true(now_s() - t0 < 10.0);
-    ep_close(&a);
+    xport_case_interrupt(T, NULL);
 }
 
-/* Sends completed on another thread wake a progress blocked forever, to
- * deliver their on_sent, once enough of them are owed (the transport may
- * keep a few, up to TCP_LAZY_DONE = 32, for the next progress call). The
- * sends that come after the wake-up are delivered by the next call. */
-#define OWED_SENDS 64
 static void test_send_wakes_progress(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    pump_for(&a, &b, 20);
-    blocked bl = {.tp = a.tp};
-    pthread_t th;
-    assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
-    sleep_ms(50);
-    rec r = {0};
-    for (int i = 0; i < OWED_SENDS; i++)
-        assert_int_equal(send1(ac, "z", 1, &r), 0);
-    double deadline = now_s() + DEADLINE_S;
-    while (!atomic_load(&bl.done) && now_s() < deadline)
-        sleep_ms(1);
-    assert_true(atomic_load(&bl.done)); /* woken by the completions alone */
-    pthread_join(th, NULL);
-    assert_true(bl.rc > 0);
-    assert_true(atomic_load(&r.count) > 0);
-    while (atomic_load(&r.count) < OWED_SENDS && now_s() < deadline)
-        T->progress(a.tp, 10);
-    assert_int_equal(atomic_load(&r.count), OWED_SENDS);
-    T->conn_close(ac);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
-}
-
-/* Blocking on the wait fd (how the core sleeps on several transports):
- * armed with nothing pending, the fd stays quiet; a message arriving, or an
- * interrupt, makes it readable; progress then delivers. */
-static bool fd_readable(int fd, int ms)
-{
-    struct pollfd pfd = {.fd = fd, .events = POLLIN};
-    return poll(&pfd, 1, ms) == 1 && (pfd.revents & POLLIN);
+    xport_case_send_wakes_progress(T, NULL);
 }
 
 static void test_wait_fd(void **state)
 {
     (void)state;
-    ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
-    pump_for(&a, &b, 20);
-    int fd = T->wait_fd(b.tp);
-    assert_true(fd >= 0);
-    assert_int_equal(T->wait_fd(b.tp), fd); /* fixed for the transport's life */
-    assert_int_equal(T->wait_arm(b.tp), 0);
-    assert_false(fd_readable(fd, 50));
-    size_t before = ep_rxtotal(&b);
-    assert_int_equal(send1(ac, "wake", 4, NULL), 0);
-    assert_true(fd_readable(fd, DEADLINE_S * 1000));
-    assert_true(T->progress(b.tp, 0) > 0);
-    assert_int_equal(ep_rxtotal(&b), before + 4);
-
-    assert_int_equal(T->wait_arm(b.tp), 0);
-    assert_false(fd_readable(fd, 20));
-    T->interrupt(b.tp);
-    assert_true(fd_readable(fd, DEADLINE_S * 1000));
-    assert_true(T->progress(b.tp, 0) >= 0);
-    assert_false(fd_readable(fd, 0)); /* progress consumed the wake-up */
-    T->conn_close(ac);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
+    xport_case_wait_fd(T, NULL);
 }
 
 /* ---- file descriptors ---------------------------------------------------- */
@@ -1187,8 +637,8 @@ static void test_fds_cloexec_nodelay(void **state)
     fdscan s0;
     scan_fds(&s0);
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
     char addr[64];
     snprintf(addr, sizeof(addr), "tcp://127.0.0.1:%d", closed_port());
@@ -1282,7 +732,7 @@ static void test_forked_peer(void **state)
     assert_non_null(msg);
     fill_random(msg, len, 7);
     ep a;
-    ep_open(&a, NULL);
+    ep_open(&a, T, NULL, NULL);
     ep_store(&a, len);
     char addr[128];
     assert_int_equal(T->local_address(a.tp, addr, sizeof(addr)), 0);
@@ -1295,7 +745,7 @@ static void test_forked_peer(void **state)
     disco_conn *c = a.accepted[0];
     assert_int_equal(strncmp(T->conn_peer(c), "127.0.0.1:", 10), 0);
     rec r = {0};
-    assert_int_equal(send1(c, msg, len, &r), 0);
+    assert_int_equal(ep_send(&a, c, msg, len, &r), 0);
     PUMP_UNTIL(&a, NULL, ep_rxtotal(&a) == len);
     assert_memory_equal(a.rx, msg, len);
     assert_int_equal(atomic_load(&r.count), 1);
@@ -1322,15 +772,10 @@ static void test_ipv6(void **state)
 {
     (void)state;
     ep b;
-    memset(&b, 0, sizeof(b));
-    pthread_mutex_init(&b.mu, NULL);
-    b.hash = FNV_INIT;
-    if (T->init(&b.tp, "[::1]", NULL, &callbacks, &b) != 0) {
-        pthread_mutex_destroy(&b.mu);
+    if (ep_try_open(&b, T, "[::1]", NULL) != 0)
         skip(); /* no IPv6 loopback here */
-    }
     ep a;
-    ep_open(&a, NULL); /* an IPv4 listener can still dial IPv6 */
+    ep_open(&a, T, NULL, NULL); /* an IPv4 listener can still dial IPv6 */
     ep_store(&b, 16);
     char addr[128];
     assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
@@ -1339,7 +784,7 @@ static void test_ipv6(void **state)
     assert_string_equal(T->conn_peer(ac), addr + 6);
     assert_int_equal(strncmp(T->conn_peer(bc), "[::1]:", 6), 0);
     rec r = {0};
-    assert_int_equal(send1(ac, "six", 3, &r), 0);
+    assert_int_equal(ep_send(&a, ac, "six", 3, &r), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3);
     assert_memory_equal(b.rx, "six", 3);
     T->conn_close(ac);
@@ -1373,31 +818,31 @@ static void test_hot_conn_does_not_starve_others(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, 4096);
     disco_conn *b1, *b2;
     disco_conn *a1 = connect_pair(&a, &b, &b1);
     disco_conn *a2 = connect_pair(&a, &b, &b2);
-    assert_int_equal(send1(a1, "x", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1); /* b1 is hot */
     char addr[128];
     assert_int_equal(T->local_address(b.tp, addr, sizeof(addr)), 0);
     disco_conn *a3 = NULL;
     assert_int_equal(T->connect(a.tp, addr, &a, &a3), 0);
-    assert_int_equal(send1(a2, "Y", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a2, "Y", 1, NULL), 0);
     int polls = 0;
     for (; polls < 200 && !(ep_got(&b, 'Y') && ep_naccepted(&b) == 3); polls++) {
-        assert_int_equal(send1(a1, "x", 1, NULL), 0); /* keeps b1 hot */
+        assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0); /* keeps b1 hot */
         T->progress(b.tp, 0);
     }
     assert_true(ep_got(&b, 'Y'));
     assert_int_equal(ep_naccepted(&b), 3);
     /* The new connection's data too, while b1 keeps getting more. */
-    assert_int_equal(send1(a3, "Z", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a3, "Z", 1, NULL), 0);
     pump_for(&a, NULL, 50); /* a3's connect completes, Z is written */
     for (polls = 0; polls < 200 && !ep_got(&b, 'Z'); polls++) {
-        assert_int_equal(send1(a1, "x", 1, NULL), 0);
+        assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
         T->progress(b.tp, 0);
     }
     assert_true(ep_got(&b, 'Z'));
@@ -1415,18 +860,18 @@ static void test_hot_conn_closed(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, 4096);
     disco_conn *b1, *b2;
     disco_conn *a1 = connect_pair(&a, &b, &b1);
     disco_conn *a2 = connect_pair(&a, &b, &b2);
-    assert_int_equal(send1(a1, "x", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1);
     T->conn_close(b1);
     atomic_store(&b.dead, (uintptr_t)b1);
-    assert_int_equal(send1(a1, "x", 1, NULL), 0);
-    assert_int_equal(send1(a2, "y", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a2, "y", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 2);
     assert_true(ep_got(&b, 'y'));
     /* b2 is hot now: its peer closes. */
@@ -1462,7 +907,7 @@ static void make_hot(ep *b, disco_conn *ac)
 {
     for (int i = 0; i < 8; i++) {
         size_t before = ep_rxtotal(b);
-        assert_int_equal(send1(ac, "h", 1, NULL), 0);
+        assert_int_equal(ep_send(b, ac, "h", 1, NULL), 0);
         POLL_UNTIL(b, 100000, ep_rxtotal(b) > before);
     }
 }
@@ -1470,11 +915,11 @@ static void make_hot(ep *b, disco_conn *ac)
 /* Sends one byte on ac while b sleeps in progress(-1): did it wake? */
 static bool sleeper_woken_by(ep *b, disco_conn *ac)
 {
-    blocked bl = {.tp = b->tp};
+    blocked bl = {.e = b};
     pthread_t th;
     assert_int_equal(pthread_create(&th, NULL, block_main, &bl), 0);
     sleep_ms(50);
-    assert_int_equal(send1(ac, "s", 1, NULL), 0);
+    assert_int_equal(ep_send(b, ac, "s", 1, NULL), 0);
     double deadline = now_s() + DEADLINE_S;
     while (!atomic_load(&bl.done) && now_s() < deadline)
         sleep_ms(1);
@@ -1494,8 +939,8 @@ static void test_hot_conn_leaves_epoll(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, NULL);
-    ep_open(&b, NULL);
+    ep_open(&a, T, NULL, NULL);
+    ep_open(&b, T, NULL, NULL);
     ep_store(&b, 4096);
     disco_conn *b1, *b2;
     disco_conn *a1 = connect_pair(&a, &b, &b1);
@@ -1520,14 +965,14 @@ static void test_hot_conn_leaves_epoll(void **state)
     assert_true(armed < 10);
     assert_int_equal(epoll_watched(b.tp), all);
     before = ep_rxtotal(&b);
-    assert_int_equal(send1(a1, "w", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a1, "w", 1, NULL), 0);
     assert_true(fd_readable(T->wait_fd(b.tp), DEADLINE_S * 1000));
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == before + 1);
 
     /* Another connection hot: the first is back. */
     make_hot(&b, a1);
     assert_int_equal(epoll_watched(b.tp), all - 1);
-    assert_int_equal(send1(a2, "o", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a2, "o", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_got(&b, 'o'));
     assert_int_equal(epoll_watched(b.tp), all);
 
@@ -1537,7 +982,7 @@ static void test_hot_conn_leaves_epoll(void **state)
     T->conn_close(b1);
     atomic_store(&b.dead, (uintptr_t)b1);
     before = ep_rxtotal(&b);
-    assert_int_equal(send1(a2, "p", 1, NULL), 0);
+    assert_int_equal(ep_send(&a, a2, "p", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == before + 1);
     assert_true(sleeper_woken_by(&b, a2));
     assert_int_equal(epoll_watched(b.tp), all - 1); /* b1 is gone */

@@ -1,0 +1,34 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/*
+ * Test cases that are the same test over any transport: a transport's test
+ * runs one as a case of its own (test_tcp's test_interrupt calls
+ * xport_case_interrupt(&disco__tcp_ops, NULL)), so that a bug fails the
+ * same case by the same name in each. Every case opens its endpoints with
+ * ops->init(NULL, arg) and closes them; what differs between transports
+ * stays in each one's own test.
+ */
+#ifndef DISCO_TESTS_XPORT_CASES_H
+#define DISCO_TESTS_XPORT_CASES_H
+
+#include "core/transport.h"
+
+/* Two threads send on one connection: each one's order is kept, every
+ * send completes once. */
+void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg);
+/* Either end closes: the other sees a clean close, once; no callback
+ * follows conn_close. */
+void xport_case_peer_close(const disco_transport_ops *ops, const char *arg);
+/* on_recv queues a reply and closes its connection. */
+void xport_case_close_inside_callback(const disco_transport_ops *ops, const char *arg);
+/* conn_close while another thread runs callbacks for that connection. */
+void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg);
+/* interrupt wakes a progress blocked forever, and is not lost before one;
+ * a second progress at once is refused. */
+void xport_case_interrupt(const disco_transport_ops *ops, const char *arg);
+/* Completions owed wake a progress blocked forever. */
+void xport_case_send_wakes_progress(const disco_transport_ops *ops, const char *arg);
+/* The wait fd: quiet when armed and idle, readable for a message or an
+ * interrupt. */
+void xport_case_wait_fd(const disco_transport_ops *ops, const char *arg);
+
+#endif
