@@ -428,43 +428,7 @@ static void test_two_threads_send(void **state)
 {
     (void)state;
     NEED_PROVIDER();
-    ep a, b;
-    ep_open(&a, T, NULL, prov);
-    ep_open(&b, T, NULL, prov);
-    const size_t total = 2 * PER_THREAD * 8;
-    ep_store(&b, total);
-    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
-    sender *s = calloc(2, sizeof(*s));
-    assert_non_null(s);
-    pthread_t th[2];
-    for (int i = 0; i < 2; i++) {
-        s[i].e = &a;
-        s[i].c = ac;
-        s[i].id = (uint32_t)i + 1;
-        assert_int_equal(pthread_create(&th[i], NULL, sender_main, &s[i]), 0);
-    }
-    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == total &&
-                           atomic_load(&a.sent_ok) == 2 * PER_THREAD);
-    for (int i = 0; i < 2; i++)
-        pthread_join(th[i], NULL);
-    uint32_t next[3] = {0, 0, 0};
-    for (size_t off = 0; off < total; off += 8) {
-        uint32_t m[2];
-        memcpy(m, b.rx + off, 8);
-        assert_true(m[0] == 1 || m[0] == 2);
-        assert_int_equal(m[1], next[m[0]]);
-        next[m[0]]++;
-    }
-    for (int i = 0; i < 2; i++) {
-        assert_int_equal(atomic_load(&s[i].failures), 0);
-        for (int k = 0; k < PER_THREAD; k++)
-            assert_int_equal(atomic_load(&s[i].recs[k].count), 1);
-    }
-    T->conn_close(ac);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
-    free(s);
+    xport_case_two_threads_send(T, prov, connect_acked);
 }
 
 static void test_peer_close(void **state)
@@ -600,35 +564,7 @@ static void test_close_while_progress_runs(void **state)
 {
     (void)state;
     NEED_PROVIDER();
-    ep a, b;
-    ep_open(&a, T, NULL, prov);
-    ep_open(&b, T, NULL, prov);
-    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
-    a.echo_ack = true;
-    a.slow_recv = true;
-    runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};
-    pthread_t ta, tb;
-    assert_int_equal(pthread_create(&ta, NULL, runner_main, &ra), 0);
-    assert_int_equal(pthread_create(&tb, NULL, runner_main, &rb), 0);
-    double deadline = now_s() + DEADLINE_S;
-    while (ep_rxtotal(&a) < (1u << 20) && now_s() < deadline)
-        sleep_ms(1);
-    size_t before = ep_rxtotal(&a);
-    T->conn_close(ac);
-    atomic_store(&a.dead, (uintptr_t)ac);
-    sleep_ms(100);
-    atomic_store(&ra.stop, true);
-    atomic_store(&rb.stop, true);
-    pthread_join(ta, NULL);
-    pthread_join(tb, NULL);
-    assert_true(before >= (1u << 20));
-    assert_int_equal(atomic_load(&a.late), 0);
-    assert_int_equal(ra.errors + rb.errors, 0);
-    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
-    assert_int_equal(ep_nclosed(&a), 0);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
+    xport_case_close_while_progress_runs(T, prov, connect_acked);
 }
 
 static void test_interrupt(void **state)

@@ -355,7 +355,7 @@ static void test_many_iovecs(void **state)
 static void test_two_threads_send(void **state)
 {
     (void)state;
-    xport_case_two_threads_send(T, NULL);
+    xport_case_two_threads_send(T, NULL, NULL);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -483,7 +483,7 @@ static void test_close_inside_callback(void **state)
 static void test_close_while_progress_runs(void **state)
 {
     (void)state;
-    xport_case_close_while_progress_runs(T, NULL);
+    xport_case_close_while_progress_runs(T, NULL, NULL);
 }
 
 /* ---- progress, interrupt ------------------------------------------------ */

@@ -391,7 +391,7 @@ static void test_many_iovecs(void **state)
 static void test_two_threads_send(void **state)
 {
     (void)state;
-    xport_case_two_threads_send(T, NULL);
+    xport_case_two_threads_send(T, NULL, NULL);
 }
 
 /* ---- closing -------------------------------------------------------------- */
@@ -606,7 +606,7 @@ static void test_close_inside_callback(void **state)
 static void test_close_while_progress_runs(void **state)
 {
     (void)state;
-    xport_case_close_while_progress_runs(T, NULL);
+    xport_case_close_while_progress_runs(T, NULL, NULL);
 }
 
 /* ---- progress, interrupt ------------------------------------------------ */
@@ -810,6 +810,18 @@ static bool ep_got(ep *e, char byte)
     return got;
 }
 
+/* The hot-connection tests' start: a and b open, b keeping what it gets,
+ * two connections from a to b (a's ends a1, a2; b's b1, b2). */
+static void open_two_conns(ep *a, ep *b, disco_conn **a1, disco_conn **a2, disco_conn **b1,
+                           disco_conn **b2)
+{
+    ep_open(a, T, NULL, NULL);
+    ep_open(b, T, NULL, NULL);
+    ep_store(b, 4096);
+    *a1 = connect_pair(a, b, b1);
+    *a2 = connect_pair(a, b, b2);
+}
+
 /* A connection that just had data is polled directly (no epoll_wait), but
  * never to the exclusion of the rest: while it gets data on every poll, a
  * second connection's data, a new connection and its data still arrive
@@ -818,12 +830,8 @@ static void test_hot_conn_does_not_starve_others(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, T, NULL, NULL);
-    ep_open(&b, T, NULL, NULL);
-    ep_store(&b, 4096);
-    disco_conn *b1, *b2;
-    disco_conn *a1 = connect_pair(&a, &b, &b1);
-    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    disco_conn *a1, *a2, *b1, *b2;
+    open_two_conns(&a, &b, &a1, &a2, &b1, &b2);
     assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1); /* b1 is hot */
     char addr[128];
@@ -860,12 +868,8 @@ static void test_hot_conn_closed(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, T, NULL, NULL);
-    ep_open(&b, T, NULL, NULL);
-    ep_store(&b, 4096);
-    disco_conn *b1, *b2;
-    disco_conn *a1 = connect_pair(&a, &b, &b1);
-    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    disco_conn *a1, *a2, *b1, *b2;
+    open_two_conns(&a, &b, &a1, &a2, &b1, &b2);
     assert_int_equal(ep_send(&a, a1, "x", 1, NULL), 0);
     POLL_UNTIL(&b, 1000, ep_rxtotal(&b) == 1);
     T->conn_close(b1);
@@ -939,12 +943,8 @@ static void test_hot_conn_leaves_epoll(void **state)
 {
     (void)state;
     ep a, b;
-    ep_open(&a, T, NULL, NULL);
-    ep_open(&b, T, NULL, NULL);
-    ep_store(&b, 4096);
-    disco_conn *b1, *b2;
-    disco_conn *a1 = connect_pair(&a, &b, &b1);
-    disco_conn *a2 = connect_pair(&a, &b, &b2);
+    disco_conn *a1, *a2, *b1, *b2;
+    open_two_conns(&a, &b, &a1, &a2, &b1, &b2);
     pump_for(&a, &b, 20);
     int all = epoll_watched(b.tp);
     assert_int_equal(all, 4); /* listener, eventfd, b1, b2 */

@@ -6,14 +6,15 @@
 #include "xport_cases.h"
 #include "xport_ep.h"
 
-void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg)
+void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg,
+                                 xport_connect_fn *connect)
 {
     ep a, b;
     ep_open(&a, ops, NULL, arg);
     ep_open(&b, ops, NULL, arg);
     const size_t total = 2 * PER_THREAD * 8;
     ep_store(&b, total);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = (connect ? connect : connect_pair)(&a, &b, &bc);
     sender *s = calloc(2, sizeof(*s));
     assert_non_null(s);
     pthread_t th[2];
@@ -117,12 +118,13 @@ void xport_case_close_inside_callback(const disco_transport_ops *ops, const char
 
 /* conn_close from the test thread while another thread runs progress and
  * callbacks for that very connection. */
-void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg)
+void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg,
+                                          xport_connect_fn *connect)
 {
     ep a, b;
     ep_open(&a, ops, NULL, arg);
     ep_open(&b, ops, NULL, arg);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = (connect ? connect : connect_pair)(&a, &b, &bc);
     a.echo_ack = true;  /* a's callbacks send on ac while it is closed */
     a.slow_recv = true; /* and are likely running when it is */
     runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};

@@ -11,17 +11,24 @@
 #define DISCO_TESTS_XPORT_CASES_H
 
 #include "core/transport.h"
+#include "xport_ep.h"
+
+/* How a case connects a to b: a's end returned, b's in *bc. The cases
+ * that take one use connect_pair when it is NULL. */
+typedef disco_conn *xport_connect_fn(ep *a, ep *b, disco_conn **bc);
 
 /* Two threads send on one connection: each one's order is kept, every
  * send completes once. */
-void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg);
+void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg,
+                                 xport_connect_fn *connect);
 /* Either end closes: the other sees a clean close, once; no callback
  * follows conn_close. */
 void xport_case_peer_close(const disco_transport_ops *ops, const char *arg);
 /* on_recv queues a reply and closes its connection. */
 void xport_case_close_inside_callback(const disco_transport_ops *ops, const char *arg);
 /* conn_close while another thread runs callbacks for that connection. */
-void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg);
+void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg,
+                                          xport_connect_fn *connect);
 /* interrupt wakes a progress blocked forever, and is not lost before one;
  * a second progress at once is refused. */
 void xport_case_interrupt(const disco_transport_ops *ops, const char *arg);
