@@ -11,6 +11,8 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -484,10 +486,24 @@ static void test_batch_call_waits_for_later_call(void **state)
     disco_future_release(o);
 }
 
+/* A task that fetches the square of its number (fetches in flight). */
+static atomic_int fetched;
+static int fetch_square(void *arg, void **unused)
+{
+    (void)unused;
+    disco_value x = disco_i64((int64_t)(intptr_t)arg), r;
+    if (disco_remotecall_fetch(square, workers[0], &x, 1, &r) == 0 && r.i == x.i * x.i)
+        atomic_fetch_add(&fetched, 1);
+    return 0;
+}
+
+static bool all_fetched(void *n) { return atomic_load(&fetched) == *(int *)n; }
+
 /* Calls in flight without a batch: the worker may hold the answers of
  * calls that arrived with more behind them, to write them together, but
  * never behind a call that waits. Here one call waits at the gate until
- * the others' answers are all in, once first in line and once last. */
+ * the others' answers are all in, once first in line and once last; then
+ * the others are fetches, from as many tasks. */
 static void test_inflight_answers_not_held_by_a_waiter(void **state)
 {
     (void)state;
@@ -516,6 +532,20 @@ static void test_inflight_answers_not_held_by_a_waiter(void **state)
         assert_int_equal(disco_timedwait(future_ready, w, 60, 0.001), 0);
         disco_future_release(w);
     }
+    disco_future *w = disco_remotecall(wait_at_gate, workers[0], NULL, 0);
+    assert_non_null(w);
+    atomic_store(&fetched, 0);
+    disco_task *t[N];
+    for (intptr_t i = 0; i < N; i++)
+        assert_non_null(t[i] = disco_async(fetch_square, (void *)i));
+    int n = N;
+    assert_int_equal(disco_timedwait(all_fetched, &n, 60, 0.001), 0);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(disco_task_join(t[i], NULL), 0);
+    assert_false(disco_future_isready(w));
+    assert_int_equal(disco_remote_do(open_gate, workers[0], NULL, 0), 0);
+    assert_int_equal(disco_timedwait(future_ready, w, 60, 0.001), 0);
+    disco_future_release(w);
 }
 
 /* A task that returns with its batch open: what it held still goes. */
