@@ -237,6 +237,8 @@ int tcp_conn_rewatch_locked(tcp_conn *c);
  * callbacks ran (then c goes back on the ready list). Progress thread only.
  * Returns the number run. */
 int tcp_conn_deliver(tcp_conn *c, int budget);
+/* Whether c owes callbacks (mu held). */
+bool tcp_conn_owes_locked(const tcp_conn *c);
 /* Bracket a callback for c: enter marks c->in_cb and drops mu, leave takes
  * mu back and wakes a conn_close waiting for the callback to end. */
 void tcp_conn_cb_enter_locked(tcp_conn *c);

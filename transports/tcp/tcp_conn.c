@@ -202,7 +202,7 @@ static int failed_send_status(const tcp_conn *c)
 }
 
 /* Whether c still owes a callback (mu held). */
-static bool owes_locked(const tcp_conn *c)
+bool tcp_conn_owes_locked(const tcp_conn *c)
 {
     return c->done_pos < c->done_len ||
            (c->state == TCP_DEAD && (c->head || !c->close_delivered));
@@ -216,7 +216,7 @@ int tcp_conn_deliver(tcp_conn *c, int budget)
     pthread_mutex_lock(&c->mu);
     while (c->state != TCP_CLOSED) {
         if (n == budget) {
-            if (owes_locked(c))
+            if (tcp_conn_owes_locked(c))
                 tcp_conn_mark_ready_locked(c);
             break;
         }

@@ -151,8 +151,11 @@ static int handle_conn(tcp_transport *tp, tcp_conn *c, uint32_t events, bool *op
                                  c->peer, strerror_r(-err, ebuf, sizeof(ebuf)));
     }
     *open = c->state == TCP_OPEN;
+    /* Looked at here rather than under a second lock: what a sender
+     * completes after this reaches the ready list. */
+    bool owes = tcp_conn_owes_locked(c);
     pthread_mutex_unlock(&c->mu);
-    return n + tcp_conn_deliver(c, TCP_DELIVER_BUDGET);
+    return owes ? n + tcp_conn_deliver(c, TCP_DELIVER_BUDGET) : n;
 }
 
 /* Runs the callbacks owed by connections on the ready list, at most
@@ -285,9 +288,12 @@ int tcp_progress(disco_transport *dtp, int timeout_ms)
             n += k ? k + 1 : 0;
         }
     }
-    n += drain_ready(tp);
-
     pthread_mutex_lock(&tp->lock);
+    if (tp->ready) {
+        pthread_mutex_unlock(&tp->lock);
+        n += drain_ready(tp);
+        pthread_mutex_lock(&tp->lock);
+    }
     /* Data on hot poll after poll: spinning catches this connection's
      * messages, so epoll's work on each of them (its callback runs in the
      * sender's softirq: +0.4 us a round trip here) buys nothing. Take hot
@@ -306,13 +312,14 @@ int tcp_progress(disco_transport *dtp, int timeout_ms)
     out = tp->unwatched && tp->unwatched != tp->hot ? tp->unwatched : NULL;
     if (out)
         tp->unwatched = NULL;
-    pthread_mutex_unlock(&tp->lock);
-    if (out)
-        rewatch(out);
-    if (leave)
-        unwatch(leave);
-
-    pthread_mutex_lock(&tp->lock);
+    if (out || leave) { /* epoll_ctl, under the connection's mutex only */
+        pthread_mutex_unlock(&tp->lock);
+        if (out)
+            rewatch(out);
+        if (leave)
+            unwatch(leave);
+        pthread_mutex_lock(&tp->lock);
+    }
     tp->in_progress = false;
     tcp_conn *z = tp->zombies;
     tp->zombies = NULL;
