@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "core/runtime.h"
@@ -499,11 +500,9 @@ static int fetch_square(void *arg, void **unused)
 
 static bool all_fetched(void *n) { return atomic_load(&fetched) == *(int *)n; }
 
-/* Calls in flight without a batch: the worker may hold the answers of
- * calls that arrived with more behind them, to write them together, but
- * never behind a call that waits. Here one call waits at the gate until
- * the others' answers are all in, once first in line and once last; then
- * the others are fetches, from as many tasks. */
+/* Calls in flight: their answers come while another call waits on the
+ * worker (at the gate until they are all in), the waiting call first in
+ * line and last; then with fetches, from as many tasks. */
 static void test_inflight_answers_not_held_by_a_waiter(void **state)
 {
     (void)state;
@@ -546,6 +545,46 @@ static void test_inflight_answers_not_held_by_a_waiter(void **state)
     assert_int_equal(disco_remote_do(open_gate, workers[0], NULL, 0), 0);
     assert_int_equal(disco_timedwait(future_ready, w, 60, 0.001), 0);
     disco_future_release(w);
+}
+
+/* Computes (never yields) for args[0] seconds. */
+static int compute(const disco_value *args, size_t n, disco_value *result)
+{
+    double s = n == 1 && args[0].type == DISCO_F64 ? args[0].f : 0;
+    struct timespec t0, t;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    do
+        clock_gettime(CLOCK_MONOTONIC, &t);
+    while ((double)(t.tv_sec - t0.tv_sec) + (double)(t.tv_nsec - t0.tv_nsec) * 1e-9 < s);
+    *result = disco_nil();
+    return 0;
+}
+DISCO_FUNCTION(compute)
+
+/* Without a batch each answer goes as soon as its call returns, even when
+ * the calls reached the worker together (sent while its thread computes)
+ * and a long one came right behind. */
+static void test_inflight_answer_not_held_by_a_long_call(void **state)
+{
+    (void)state;
+    disco_value busy = disco_f64(0.3), longer = disco_f64(3.0), x = disco_i64(7);
+    disco_future *b = disco_remotecall(compute, workers[0], &busy, 1);
+    assert_non_null(b);
+    assert_int_equal(disco_sleep(0.05), 0); /* what follows queues up */
+    disco_future *q = disco_remotecall(square, workers[0], &x, 1);
+    disco_future *l = disco_remotecall(compute, workers[0], &longer, 1);
+    assert_non_null(q);
+    assert_non_null(l);
+    assert_int_equal(disco_timedwait(future_ready, q, 60, 0.001), 0);
+    assert_false(disco_future_isready(l)); /* q's answer did not wait for l */
+    const disco_value *v;
+    assert_int_equal(disco_future_fetch(q, &v), 0);
+    assert_int_equal(v->i, 49);
+    assert_int_equal(disco_future_wait(l), 0);
+    assert_int_equal(disco_future_wait(b), 0);
+    disco_future_release(b);
+    disco_future_release(q);
+    disco_future_release(l);
 }
 
 /* A task that returns with its batch open: what it held still goes. */
@@ -897,6 +936,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_batch_call_waits_for_later_call),
         cmocka_unit_test(test_batch_left_open_by_task),
         cmocka_unit_test(test_inflight_answers_not_held_by_a_waiter),
+        cmocka_unit_test(test_inflight_answer_not_held_by_a_long_call),
         cmocka_unit_test(test_hostile_connection),
         cmocka_unit_test(test_corrupt_stream_closes_connection),
         cmocka_unit_test(test_worker_killed_with_calls_in_flight),

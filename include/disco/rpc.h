@@ -137,9 +137,9 @@ DISCO_API int disco_remote_do(disco_function fn, int pid,
  * Batches nest: the outermost end sends. Calls keep their order and their
  * semantics; only when their bytes leave changes.
  *
- * Without a batch, a worker still answers calls that reached it together
- * (many in flight, one read) together: each answer but the last of such a
- * group may wait in the same way. A lone call is answered at once.
+ * Without a batch every answer goes as soon as its call returns: holding
+ * the answers of calls that merely arrived together would make a quick
+ * call's answer wait for a long one that came behind it.
  */
 DISCO_API void disco_batch_begin(void);
 DISCO_API void disco_batch_end(void);

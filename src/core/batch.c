@@ -6,9 +6,7 @@
  * flushed when the batch ends or the thread waits (the scheduler calls
  * flush_held: sched.h). The answers to a batch's calls are held the same
  * way on the worker (their frames carry DISCO__FRAME_BATCH), and go when
- * its thread runs out of work or waits. So are the answers to calls that
- * arrived with another frame behind them (dispatch.c's parse): calls in
- * flight without a batch.
+ * its thread runs out of work or waits.
  *
  * Pids, not peer pointers, are kept: a peer may go while a thread still
  * remembers it.

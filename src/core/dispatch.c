@@ -550,13 +550,6 @@ static int parse(disco__peer *p, const uint8_t *buf, size_t len, size_t *used,
             *need = total;
             break;
         }
-        /* A call with another frame behind it in what arrived (calls in
-         * flight): its answer may wait to go with the next ones, as a
-         * batch's do (batch.c): over TCP one write for many answers. The
-         * last call's answer goes at once, behind them. */
-        if (h.kind >= DISCO__FRAME_CALL && h.kind <= DISCO__FRAME_CALL_WAIT &&
-            len - off - total >= DISCO__FRAME_HEADER_SIZE)
-            h.flags |= DISCO__FRAME_BATCH;
         if ((rc = handle_frame(p, &h, buf + off + DISCO__FRAME_HEADER_SIZE)))
             break;
         off += total;
