@@ -101,8 +101,10 @@ void disco__peer_set_ready(disco__peer *p)
 {
     atomic_store(&p->ready_status, 0);
     atomic_store_explicit(&p->state, PEER_READY, memory_order_release);
-    disco_event_notify(&p->settled);
+    /* The observers (the default pool) first: addprocs returns once
+     * settled, and its caller may count the pool's workers at once. */
     observe(p, true);
+    disco_event_notify(&p->settled);
 }
 
 /* Callbacks come from every transport; ctx says which (transport_set.h).
