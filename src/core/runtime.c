@@ -312,9 +312,11 @@ int disco__send_frame_rdv(disco__peer *p, disco__frame_header *h, const disco_va
     if ((rc = disco__frame_header_encode(h, buf)) != 0)
         goto out;
     /* Streamed rendezvous data goes right behind the frame, in the same
-     * send (rdv.h); it is borrowed until on_sent, so the frame is too. */
+     * send (rdv.h); it is borrowed until on_sent, so the frame is too. A
+     * frame too big for room is already ours on the heap: lent, it is
+     * never copied twice (a full ring would queue a copy of a copy). */
     size_t len = DISCO__FRAME_HEADER_SIZE + size, ntrail = regs ? regs->ntrail : 0;
-    bool copy = copies && ntrail == 0;
+    bool copy = copies && ntrail == 0 && buf == room;
     if (!copy && buf == room) {
         if (!(buf = malloc(len))) {
             rc = disco_error_set(DISCO_ENOMEM, "no memory for a message");
