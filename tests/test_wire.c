@@ -7,6 +7,7 @@
  */
 #include <float.h>
 #include <math.h>
+#include <pthread.h>
 #include <string.h>
 
 #include "disco.h"
@@ -1229,6 +1230,51 @@ static void test_function_id_is_stable(void **state)
     assert_true(disco__function_id("sum") != disco__function_id("Sum"));
 }
 
+enum { COPY_THREADS = 200, COPY_ROUNDS = 50 }; /* more threads than slots */
+static pthread_barrier_t all_in;
+
+/* Encodes a 1000-byte bytes value COPY_ROUNDS times: 1000 bytes copied
+ * each. With `together`, between two barriers of all the threads. */
+static void *encode_copies(void *together)
+{
+    static uint8_t data[1000];
+    disco_value v = disco_bytes(data, sizeof(data));
+    uint8_t buf[1100];
+    size_t used;
+    if (together)
+        pthread_barrier_wait(&all_in);
+    for (int i = 0; i < COPY_ROUNDS; i++)
+        if (disco__value_encode(&v, buf, sizeof(buf), &used) != 0)
+            return (void *)1;
+    if (together) /* every slot taken at once: the last threads share one */
+        pthread_barrier_wait(&all_in);
+    return NULL;
+}
+
+/* The copy count is kept per thread (src/wire/copied.c): the total holds
+ * every thread's copies, those of threads that exited, those of more
+ * threads at once than there are slots, and those of threads that took
+ * over an exited thread's slot. */
+static void test_bytes_copied_over_threads(void **state)
+{
+    (void)state;
+    uint64_t before = disco_bytes_copied();
+    pthread_t t[COPY_THREADS];
+    assert_int_equal(pthread_barrier_init(&all_in, NULL, COPY_THREADS), 0);
+    for (int pass = 0; pass < 2; pass++) { /* the second reuses the slots */
+        for (int i = 0; i < COPY_THREADS; i++)
+            assert_int_equal(pthread_create(&t[i], NULL, encode_copies, &all_in), 0);
+        for (int i = 0; i < COPY_THREADS; i++) {
+            void *failed;
+            assert_int_equal(pthread_join(t[i], &failed), 0);
+            assert_null(failed);
+        }
+    }
+    pthread_barrier_destroy(&all_in);
+    assert_null(encode_copies(NULL)); /* this thread too */
+    assert_int_equal(disco_bytes_copied() - before, (2 * COPY_THREADS + 1) * COPY_ROUNDS * 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1257,6 +1303,7 @@ int main(void)
         cmocka_unit_test(test_rdv_roundtrip),
         cmocka_unit_test(test_rdv_limits),
         cmocka_unit_test(test_decode_into_room),
+        cmocka_unit_test(test_bytes_copied_over_threads),
     };
     return cmocka_run_group_tests_name("wire", tests, setup, teardown);
 }

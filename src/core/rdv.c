@@ -103,10 +103,14 @@ void disco__rdv_policy(disco__peer *p, disco__rdv_regs *regs, disco__rdv_out *ou
 
 void disco__rdv_release(disco__rdv_regs *regs)
 {
-    for (size_t i = 0; i < regs->n; i++)
-        disco__mem_put(regs->reg[i]);
-    free(regs->reg);
-    free(regs->trail);
+    /* Most messages hold nothing: no call of free (and its wrapper). */
+    if (regs->reg) {
+        for (size_t i = 0; i < regs->n; i++)
+            disco__mem_put(regs->reg[i]);
+        free(regs->reg);
+    }
+    if (regs->trail)
+        free(regs->trail);
     *regs = (disco__rdv_regs){.scope = regs->scope};
 }
 

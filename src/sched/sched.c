@@ -415,8 +415,15 @@ static void worker_idle(void)
          * in epoll_wait would hold the poll) and look again later. */
         int ms = timeout == UINT64_MAX ? -1 : (int)((timeout + 999999) / 1000000);
         if (foreign_polling()) {
-            disco__futex_wait(&S.epoch, epoch,
-                              timeout < FOREIGN_LEASE_NS ? timeout : FOREIGN_LEASE_NS);
+            /* Until the lease runs out with no renewal: a lease renewed
+             * (the foreign thread is still at it) is no reason to spin. */
+            do {
+                disco__futex_wait(&S.epoch, epoch,
+                                  timeout < FOREIGN_LEASE_NS ? timeout : FOREIGN_LEASE_NS);
+                if (timeout != UINT64_MAX || atomic_load(&S.stopping))
+                    break;
+            } while (foreign_polling() && !work_visible() &&
+                     atomic_load_explicit(&S.epoch, memory_order_acquire) == epoch);
         } else if (timeout && !run_progress(ms)) {
             disco__futex_wait(&S.epoch, epoch, timeout);
         }

@@ -47,15 +47,6 @@ typedef struct writer {
     bool quiet; /* no room: DISCO__ENCODE_NO_ROOM, no error set */
 } writer;
 
-static _Atomic uint64_t copied;
-
-void disco__count_copy(size_t n)
-{
-    atomic_fetch_add_explicit(&copied, n, memory_order_relaxed);
-}
-
-uint64_t disco_bytes_copied(void) { return atomic_load_explicit(&copied, memory_order_relaxed); }
-
 static int no_room(const writer *w, size_t n)
 {
     if (w->quiet)
