@@ -13,6 +13,7 @@
 
 #include "base/error_internal.h"
 #include "rpc/future.h"
+#include "rpc/registry.h"
 #include "rref/rref.h"
 #include "sched/sched.h"
 #include "sched/spin.h"
@@ -22,7 +23,7 @@ struct disco_future {
     _Atomic int refs;
     int where;
     uint64_t id;
-    const char *fname; /* registry-owned: lives as long as the process */
+    uint64_t fid; /* the function's wire id: named only in messages */
     atomic_bool ready;
     int status;
     disco_value value;
@@ -101,14 +102,14 @@ static void future_unref(disco_future *f)
     }
 }
 
-disco_future *disco__future_pending(int where, uint64_t id, const char *fname)
+disco_future *disco__future_pending(int where, uint64_t id, uint64_t fid)
 {
     /* An initializer rather than calloc, which costs a few hundred
      * instructions more (glibc's calloc takes no per-thread cache). */
     disco_future *f = future_alloc();
     if (!f)
         return NULL;
-    *f = (disco_future){.where = where, .id = id, .fname = fname, .value = disco_nil()};
+    *f = (disco_future){.where = where, .id = id, .fid = fid, .value = disco_nil()};
     atomic_init(&f->refs, 2);
     disco_event_init(&f->done, false);
     disco__spin_lock(&T.lock);
@@ -135,10 +136,11 @@ static disco_future *unlink_id(uint64_t id)
 static void finish(disco_future *f, int status, disco_value *value, disco_error *err)
 {
     /* The target knows the function only by its wire id: name it here. */
-    if (status == DISCO_ENOFUNC && err && f->fname) {
+    const char *fname = NULL;
+    if (status == DISCO_ENOFUNC && err && disco__function_by_id(f->fid, &fname) && fname) {
         char msg[256];
         int n = snprintf(msg, sizeof(msg), "function '%s' is not registered on worker %d",
-                         f->fname, f->where);
+                         fname, f->where);
         disco__error_set_message(err, msg, (size_t)n);
     }
     f->status = status;

@@ -9,10 +9,10 @@
 #include "disco/cluster.h"
 #include "disco/rpc.h"
 
-/* A pending future for call id of function fname (for messages) on
- * process where, registered so that its reply can find it. NULL when out
- * of memory. */
-disco_future *disco__future_pending(int where, uint64_t id, const char *fname);
+/* A pending future for call id of the function with wire id fid (named in
+ * error messages) on process where, registered so that its reply can find
+ * it. NULL when out of memory. */
+disco_future *disco__future_pending(int where, uint64_t id, uint64_t fid);
 
 /* Completes the pending future of call id with value (moved in: owned by
  * the future from now on) or with err (moved in; status < 0). Unknown ids

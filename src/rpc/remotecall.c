@@ -87,10 +87,7 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
         .reply_to = (uint32_t)disco__rt.myid,
     };
     disco_future *f = NULL;
-    const char *name = NULL;
-    if (fp)
-        disco__function_by_id(fid, &name); /* for error messages only */
-    if (fp && !(f = disco__future_pending(pid, h.call_id, name)))
+    if (fp && !(f = disco__future_pending(pid, h.call_id, fid)))
         return disco_error_set(DISCO_ENOMEM, "no memory for a future");
     int rc;
     if (!p) {

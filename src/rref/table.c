@@ -442,7 +442,10 @@ int disco__rref_grant(int to, const disco_value *v)
     if (v->type != DISCO_LIST)
         return 0;
     for (size_t i = 0; i < v->list.n; i++) {
-        int rc = disco__rref_grant(to, &v->list.items[i]);
+        const disco_value *item = &v->list.items[i];
+        int rc = item->type == DISCO_REF    ? grant_one(to, &item->ref)
+                 : item->type == DISCO_LIST ? disco__rref_grant(to, item)
+                                            : 0; /* most items: no call */
         if (rc)
             return rc;
     }

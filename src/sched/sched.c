@@ -363,20 +363,28 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
     /* A worker asleep in the network poll would keep us out of it. */
     if (atomic_load_explicit(&S.progress_blocked, memory_order_seq_cst))
         h->interrupt(h->arg);
-    uint64_t deadline = S.mode == PROGRESS_POLL ? UINT64_MAX : disco__now_ns() + S.spin_ns;
+    uint64_t now = 0, deadline = UINT64_MAX;
     bool got;
     unsigned rounds = 0;
-    /* The clock is read every CLOCK_EVERY rounds: a read costs about what a
-     * shared-memory poll does on this kind of machine. */
-    while (!(got = atomic_load_explicit(signal, memory_order_acquire)) &&
-           (rounds % CLOCK_EVERY || disco__now_ns() < deadline)) {
+    /* The clock is read on the first round and every CLOCK_EVERY rounds
+     * after (a read costs about what a shared-memory poll does on this
+     * kind of machine), not once the signal came: the lease below starts
+     * at the last reading, at most that many rounds old. */
+    while (!(got = atomic_load_explicit(signal, memory_order_acquire))) {
+        if (++rounds % CLOCK_EVERY == 1) {
+            now = disco__now_ns();
+            if (rounds == 1 && S.mode != PROGRESS_POLL)
+                deadline = now + S.spin_ns;
+            if (now >= deadline)
+                break;
+        }
         run_progress(0);
         disco__cpu_relax();
-        if (++rounds % 32 == 0) /* as in worker_main's spin */
+        if (rounds % 32 == 0) /* as in worker_main's spin */
             sched_yield();
     }
     if (got) /* the workers leave the network to us a while longer */
-        atomic_store_explicit(&S.foreign_until, disco__now_ns() + FOREIGN_LEASE_NS,
+        atomic_store_explicit(&S.foreign_until, (now ? now : disco__now_ns()) + FOREIGN_LEASE_NS,
                               memory_order_relaxed);
     else /* hand it back: a worker must sleep in the poll for us */
         atomic_store_explicit(&S.foreign_until, 0, memory_order_relaxed);

@@ -5,15 +5,14 @@
  * a cache line that the encoding threads passed around; here a thread adds
  * to a slot of its own with a plain load and store, and the total sums the
  * slots. A thread's slot goes back to a free list when the thread exits,
- * its count kept, for the next new thread to add to. Threads beyond SLOTS
- * at once share one slot with locked adds.
+ * its count kept, for the next new thread to add to. A thread that finds
+ * every slot taken counts in a shared one, with locked adds.
  */
 #include <pthread.h>
 #include <stdalign.h>
 #include <stdatomic.h>
 #include <stddef.h>
 
-#include "sched/sched.h"
 #include "wire/wire.h"
 
 #define SLOTS 128
@@ -30,7 +29,8 @@ static slot *free_list;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-static DISCO__TLS slot *mine;
+__thread _Atomic uint64_t *disco__copied_here __attribute__((tls_model("initial-exec")));
+static __thread bool no_slot __attribute__((tls_model("initial-exec")));
 
 static void give_back(void *p)
 {
@@ -39,14 +39,19 @@ static void give_back(void *p)
     s->next_free = free_list;
     free_list = s;
     pthread_mutex_unlock(&lock);
-    mine = NULL;
+    disco__copied_here = NULL;
 }
 
 static void make_key(void) { (void)pthread_key_create(&key, give_back); }
 
-/* The calling thread's slot, taken on its first copy (or the shared one). */
-static slot *claim(void)
+/* Takes a slot for the calling thread, then counts n there; with no slot
+ * to take, counts n in the shared one. */
+void disco__count_copy_slow(size_t n)
 {
+    if (no_slot) {
+        atomic_fetch_add_explicit(&shared.n, n, memory_order_relaxed);
+        return;
+    }
     pthread_once(&key_once, make_key);
     pthread_mutex_lock(&lock);
     slot *s = free_list;
@@ -59,17 +64,13 @@ static slot *claim(void)
         give_back(s); /* without the key it would never come back */
         s = NULL;
     }
-    return mine = s ? s : &shared;
-}
-
-void disco__count_copy(size_t n)
-{
-    slot *s = mine ? mine : claim();
-    if (s == &shared)
-        atomic_fetch_add_explicit(&s->n, n, memory_order_relaxed);
-    else /* only this thread writes s */
-        atomic_store_explicit(&s->n, atomic_load_explicit(&s->n, memory_order_relaxed) + n,
-                              memory_order_relaxed);
+    if (!s) { /* this thread counts in the shared slot from now on */
+        no_slot = true;
+        atomic_fetch_add_explicit(&shared.n, n, memory_order_relaxed);
+        return;
+    }
+    disco__copied_here = &s->n;
+    disco__count_copy(n);
 }
 
 uint64_t disco_bytes_copied(void)

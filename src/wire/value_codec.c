@@ -56,7 +56,7 @@ static int no_room(const writer *w, size_t n)
                            w->pos, w->cap - w->pos);
 }
 
-static int put(writer *w, const void *p, size_t n)
+static inline int put(writer *w, const void *p, size_t n)
 {
     if (n > w->cap - w->pos)
         return no_room(w, n);
@@ -98,7 +98,7 @@ static inline int put_varint(writer *w, uint64_t x)
 static int put_zigzag(writer *w, int64_t x) { return put_varint(w, zigzag(x)); }
 
 /* A run of payload data: counted as a copy when written. */
-static int put_data(writer *w, const void *p, size_t n)
+static inline int put_data(writer *w, const void *p, size_t n)
 {
     int rc = put(w, p, n);
     if (rc == 0 && w->buf)
@@ -338,7 +338,7 @@ static int nomem(const char *what, size_t n)
                            n);
 }
 
-static int get_u8(reader *r, const char *what, uint8_t *out)
+static inline int get_u8(reader *r, const char *what, uint8_t *out)
 {
     if (!left(r))
         return truncated(r, what, 1);
@@ -346,8 +346,8 @@ static int get_u8(reader *r, const char *what, uint8_t *out)
     return 0;
 }
 
-/* An unsigned LEB128 varint in its shortest form. */
-static int get_varint(reader *r, const char *what, uint64_t *out)
+/* An unsigned LEB128 varint in its shortest form (get_varint). */
+static int get_varint_slow(reader *r, const char *what, uint64_t *out)
 {
     size_t start = r->pos;
     uint64_t x = 0;
@@ -376,13 +376,25 @@ static int get_varint(reader *r, const char *what, uint64_t *out)
     }
 }
 
+/* Inline, for the one-byte varints of tags, counts and lengths below 128
+ * that make up most messages; the rest takes the call. */
+static inline int get_varint(reader *r, const char *what, uint64_t *out)
+{
+    if (left(r) && r->buf[r->pos] < 0x80) {
+        *out = r->buf[r->pos++];
+        return 0;
+    }
+    return get_varint_slow(r, what, out);
+}
+
 /*
  * A count of items of at least `unit` bytes each, checked against what is
  * left: this is what keeps a claimed length from ever sizing an allocation
  * beyond the input.
  */
-static int get_count(reader *r, const char *what, size_t unit, size_t *out)
+static inline int get_count(reader *r, const char *what, size_t unit, size_t *out)
 {
+    *out = 0; /* set on every path: the callers' flow is then plain to see */
     size_t at = r->pos;
     uint64_t n;
     int rc = get_varint(r, what, &n);

@@ -37,6 +37,7 @@
 #ifndef DISCO_WIRE_WIRE_H
 #define DISCO_WIRE_WIRE_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -117,9 +118,22 @@ typedef struct disco__rdv_in {
  * array. */
 #define DISCO__VALUE_INPLACE 0x4u
 
-/* Payload bytes (strings, bytes, array data, reassembled frames) this
- * process's disco copied so far (disco_bytes_copied in disco/value.h). */
-void disco__count_copy(size_t n);
+/* Counts n payload bytes (strings, bytes, array data, reassembled frames)
+ * that this process's disco copied (disco_bytes_copied in disco/value.h).
+ * Inline: every encode and decode of data counts. The calling thread's own
+ * counter once it has one (src/wire/copied.c); only that thread writes it. */
+extern __thread _Atomic uint64_t *disco__copied_here __attribute__((tls_model("initial-exec")));
+void disco__count_copy_slow(size_t n);
+
+static inline void disco__count_copy(size_t n)
+{
+    _Atomic uint64_t *c = disco__copied_here;
+    if (c)
+        atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                              memory_order_relaxed);
+    else
+        disco__count_copy_slow(n);
+}
 
 /* Bytes that encoding v takes, or 0 when v cannot be encoded (malformed, too
  * deep, or larger than SIZE_MAX); then the last error says why. */

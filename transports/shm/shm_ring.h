@@ -114,7 +114,8 @@ static inline void shm_ring_put(shm_seg *s, const void *p, size_t n)
     size_t at = (size_t)(s->tx_head & s->mask);
     size_t first = n < s->size - at ? n : (size_t)(s->size - at);
     memcpy(s->txdata + at, p, first);
-    memcpy(s->txdata, (const uint8_t *)p + first, n - first);
+    if (first < n) /* wraps: rarely, so no call for nothing */
+        memcpy(s->txdata, (const uint8_t *)p + first, n - first);
     s->tx_head += n;
 }
 
