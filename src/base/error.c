@@ -176,4 +176,11 @@ disco_error *disco_error_take(void)
     return e;
 }
 
-void disco_error_clear(void) { disco_error_put(NULL); }
+void disco_error_clear(void)
+{
+    disco_error **slot = disco__error_slot();
+    if (*slot) { /* most often there is none: no call to free it */
+        disco_error_free(*slot);
+        *slot = NULL;
+    }
+}

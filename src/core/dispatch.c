@@ -435,7 +435,8 @@ static void handle_reply(disco__peer *p, const disco__frame_header *h, const uin
         fetch_result(p, h, &v, &w);
         return;
     }
-    free(w.in.reads);
+    if (w.in.reads) /* begun by a value that then failed to decode */
+        free(w.in.reads);
     if (rc) {
         disco__future_complete(h->call_id, rc, NULL, disco_error_take());
         return;

@@ -379,6 +379,8 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
                 break;
         }
         run_progress(0);
+        if (atomic_load_explicit(signal, memory_order_acquire))
+            continue; /* this poll brought it: no pause before taking it */
         disco__cpu_relax();
         if (rounds % 32 == 0) /* as in worker_main's spin */
             sched_yield();

@@ -116,7 +116,7 @@ static int put_blob(writer *w, const void *p, size_t n)
 static int put_u64(writer *w, uint64_t x) { return put(w, &x, 8); } /* little-endian host */
 
 /* Whether data p[0..n) goes by rendezvous. */
-static bool by_rdv(const writer *w, const void *p, size_t n)
+static inline bool by_rdv(const writer *w, const void *p, size_t n)
 {
     return w->rdv && n && n >= w->rdv->min &&
            (!w->rdv->wants || w->rdv->wants(w->rdv->ctx, p, n));
