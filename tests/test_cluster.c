@@ -14,6 +14,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -871,6 +872,40 @@ static int small_frames(void)
     return disco_finalize() ? 6 : 0;
 }
 
+/* Call and reference ids: never 0, never twice, from any number of
+ * threads (each takes blocks of them: disco__new_id). */
+enum { ID_THREADS = 4, IDS_EACH = 1000 };
+static uint64_t ids[ID_THREADS][IDS_EACH];
+
+static void *take_ids(void *arg)
+{
+    uint64_t *mine = arg;
+    for (int i = 0; i < IDS_EACH; i++)
+        mine[i] = disco__new_id();
+    return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static void test_new_ids_unique(void **state)
+{
+    (void)state;
+    pthread_t t[ID_THREADS];
+    for (int i = 0; i < ID_THREADS; i++)
+        assert_int_equal(pthread_create(&t[i], NULL, take_ids, ids[i]), 0);
+    for (int i = 0; i < ID_THREADS; i++)
+        assert_int_equal(pthread_join(t[i], NULL), 0);
+    uint64_t *all = &ids[0][0];
+    qsort(all, ID_THREADS * IDS_EACH, sizeof(*all), cmp_u64);
+    assert_true(all[0] != 0);
+    for (int i = 1; i < ID_THREADS * IDS_EACH; i++)
+        assert_true(all[i] != all[i - 1]);
+}
+
 static void test_max_frame(void **state)
 {
     (void)state;
@@ -944,6 +979,7 @@ int main(int argc, char **argv)
         cmocka_unit_test(test_call_to_self),
         cmocka_unit_test(test_interrupt),
         cmocka_unit_test(test_rmprocs_async_and_stuck_worker),
+        cmocka_unit_test(test_new_ids_unique),
         cmocka_unit_test(test_max_frame),
         cmocka_unit_test(test_remote_do_error_reported),
         cmocka_unit_test(test_no_orphans),

@@ -228,6 +228,21 @@ disco__peer *disco__peer_ready(int pid)
     return p;
 }
 
+/* Blocks of ids per thread: one locked add on the shared counter per
+ * block, not per call. */
+#define ID_BLOCK 64
+
+uint64_t disco__new_id(void)
+{
+    static __thread uint64_t next, end __attribute__((tls_model("initial-exec")));
+    if (next == end) {
+        next = atomic_fetch_add_explicit(&disco__rt.next_call_id, ID_BLOCK,
+                                         memory_order_relaxed) + 1;
+        end = next + ID_BLOCK;
+    }
+    return next++;
+}
+
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v)
 {
     return disco__send_frame_rdv(p, h, v, NULL);

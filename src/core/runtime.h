@@ -129,7 +129,7 @@ typedef struct disco__runtime {
     bool topology_set; /* master: by the first addprocs */
     int next_pid;               /* master: next pid to hand out */
     pthread_mutex_t lock;       /* peer table changes, next_pid */
-    _Atomic uint64_t next_call_id;
+    _Atomic uint64_t next_call_id; /* ids handed out in blocks: disco__new_id */
     uint32_t max_payload;       /* largest frame payload sent or accepted */
     long eager_max_env;         /* DISCO_EAGER_MAX, -1 when unset (rdv.h) */
     disco__progress_hook hook;
@@ -178,6 +178,10 @@ disco__peer *disco__peer_ready(int pid);
  * first if need be (mesh.c), blocking the caller. NULL with the last error
  * set if that fails. */
 disco__peer *disco__peer_get(int pid);
+
+/* A new id for a call or a reference, unique in this process (never 0).
+ * Not in order across threads: each takes a block of them at a time. */
+uint64_t disco__new_id(void);
 
 /* Starts connecting p (a new peer with its pid) to addr as the
  * handshake's initiator. On failure p has no connection. */

@@ -82,7 +82,7 @@ static int send_call(int kind, disco_function fn, int pid, const disco_value *ar
         return disco_error_code(disco_last_error());
     disco__frame_header h = {
         .kind = (uint8_t)kind,
-        .call_id = atomic_fetch_add_explicit(&disco__rt.next_call_id, 1, memory_order_relaxed) + 1,
+        .call_id = disco__new_id(),
         .function_id = fid,
         .reply_to = (uint32_t)disco__rt.myid,
     };

@@ -127,7 +127,7 @@ static disco__rchan *handle_new(const disco_ref *r, disco__rref *e)
 
 disco_channel *disco__rchan_create(int pid, const disco_value *spec, size_t nspec)
 {
-    disco_ref r = {.where = pid, .whence = disco__rt.myid, .id = disco__rref_next_id(),
+    disco_ref r = {.where = pid, .whence = disco__rt.myid, .id = disco__new_id(),
                    .kind = DISCO_REF_CHANNEL};
     disco_value args[5] = {disco_i64(r.whence), disco_i64((int64_t)r.id)};
     for (size_t i = 0; i < nspec; i++)

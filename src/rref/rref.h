@@ -74,9 +74,6 @@ static inline int disco__rref_owner(const disco_ref *r)
     return r->kind == DISCO_REF_FUTURE ? r->whence : r->where;
 }
 
-/* The next reference id of this process (shared with call ids). */
-uint64_t disco__rref_next_id(void);
-
 /* Takes a hold on r's entry, creating it if need be: the entry, or NULL
  * (last error set) when out of memory. */
 disco__rref *disco__rref_hold(const disco_ref *r);

@@ -21,11 +21,6 @@ static struct {
     bool dead[DISCO__MAX_PROCS]; /* processes known to have died */
 } T = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
-uint64_t disco__rref_next_id(void)
-{
-    return atomic_fetch_add_explicit(&disco__rt.next_call_id, 1, memory_order_relaxed) + 1;
-}
-
 static size_t slot(const disco_ref *r)
 {
     return (size_t)((r->id * 31u + (uint64_t)(uint32_t)r->whence) % BUCKETS);
