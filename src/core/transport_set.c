@@ -136,7 +136,7 @@ int disco__xports_start(disco__xport_set *s, const disco_transport_callbacks *cb
  * shared-memory round trip), and at once again after it had something. A
  * blocking wait still watches it. */
 #define TCP_IDLE_POLLS 256
-#define TCP_IDLE_EVERY 256
+#define TCP_IDLE_EVERY 2048
 
 static int poll_all(disco__xport_set *s, bool all)
 {

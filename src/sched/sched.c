@@ -382,7 +382,7 @@ bool disco__sched_foreign_spin(_Atomic uint32_t *signal)
         if (atomic_load_explicit(signal, memory_order_acquire))
             continue; /* this poll brought it: no pause before taking it */
         disco__cpu_relax();
-        if (rounds % 32 == 0) /* as in worker_main's spin */
+        if (rounds % 256 == 0) /* as in worker_main's spin */
             sched_yield();
     }
     if (got) /* the workers leave the network to us a while longer */
@@ -562,7 +562,7 @@ static void *worker_main(void *arg)
             /* Spinning must not starve a thread that has real work on this
              * core (more spinners than cores: a worker per core and the
              * caller): let it run now and then. */
-            if (idle % 32 == 0)
+            if (idle % 256 == 0)
                 sched_yield();
         } else {
             worker_idle(); /* returns searching again */

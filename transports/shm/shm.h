@@ -78,7 +78,7 @@
 #define SHM_PEER_LEN 80
 #define SHM_MSG_LEN 192        /* saved detail of a broken connection */
 #define SHM_EVENTS 64          /* epoll events per progress call */
-#define SHM_EPOLL_EVERY 512    /* a polling progress looks at epoll this often */
+#define SHM_EPOLL_EVERY 4096   /* a polling progress looks at epoll this often */
 #define SHM_LAZY_DONE 32       /* completions owed before a sleeper is woken */
 #define SHM_EAGER_MAX (16 * 1024)
 
