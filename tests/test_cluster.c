@@ -26,6 +26,7 @@
 #include "test_util.h"
 
 static const char *self_path;
+static double started; /* test_wall_s() before any worker */
 
 /* ---- functions the workers serve ------------------------------------------ */
 
@@ -694,7 +695,7 @@ static void test_worker_killed_with_calls_in_flight(void **state)
     assert_int_equal(disco_remotecall_fetch(square, workers[1], &secs, 1, &r), DISCO_EPROCEXIT);
     disco_rmprocs(&workers[1], 1, 5); /* reaps the process */
     /* Nothing of the killed worker is left in /dev/shm (over ofi:shm). */
-    assert_false(test_shm_region_left(os_pid));
+    assert_false(test_shm_region_left(os_pid, started));
 }
 
 static void test_rmprocs(void **state)
@@ -824,8 +825,8 @@ static void test_no_orphans(void **state)
     assert_int_not_equal(kill(a, 0), 0);
     assert_int_not_equal(kill(b, 0), 0);
     /* They settled their transports before they exited (over ofi:shm). */
-    assert_false(test_shm_region_left(a));
-    assert_false(test_shm_region_left(b));
+    assert_false(test_shm_region_left(a, started));
+    assert_false(test_shm_region_left(b, started));
 }
 
 static int doomed_master(void)
@@ -950,6 +951,7 @@ static void test_remote_do_error_reported(void **state)
 int main(int argc, char **argv)
 {
     self_path = argv[0];
+    started = test_wall_s();
     disco_init(&argc, &argv); /* a worker never returns from here */
     if (argc > 1 && !strcmp(argv[1], "doomed-master"))
         return doomed_master();

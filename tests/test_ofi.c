@@ -779,6 +779,7 @@ static void test_quiesce_then_exit(void **state)
     (void)state;
     NEED_PROVIDER();
     fflush(NULL);
+    double since = test_wall_s();
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
@@ -786,7 +787,7 @@ static void test_quiesce_then_exit(void **state)
         _exit(127);
     }
     wait_child(pid);
-    assert_false(test_shm_region_left(pid));
+    assert_false(test_shm_region_left(pid, since));
 }
 
 static void test_forked_peer(void **state)
@@ -841,6 +842,7 @@ static void test_abandon_killed_peer(void **state)
     for (int i = 0; i < 5; i++) {
         ep a;
         ep_open(&a, T, NULL, prov);
+        double since = test_wall_s();
         pid_t pid = fork_child(&a, CHILD_SPIN);
         PUMP_UNTIL(&a, NULL, ep_naccepted(&a) == 1 && ep_rxtotal(&a) == 1);
         /* Killed while it takes in a stream: inside shm's progress. */
@@ -855,7 +857,7 @@ static void test_abandon_killed_peer(void **state)
         siginfo_t si;
         assert_int_equal(waitid(P_PID, (id_t)pid, &si, WEXITED | WNOWAIT), 0);
         T->process_ended(a.tp, pid);
-        assert_false(test_shm_region_left(pid));
+        assert_false(test_shm_region_left(pid, since));
         assert_int_equal(waitpid(pid, NULL, 0), pid);
         abandon_job j = {.c = a.accepted[0]};
         pthread_t th;

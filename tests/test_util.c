@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include <dirent.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "test_util.h"
@@ -34,7 +37,14 @@ int test_run_self(const char *self, const char *mode, char *buf, size_t len)
     return status;
 }
 
-bool test_shm_region_left(int pid)
+double test_wall_s(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (double)ts.tv_sec + ts.tv_nsec / 1e9;
+}
+
+bool test_shm_region_left(int pid, double since)
 {
     char prefix[24];
     int n = snprintf(prefix, sizeof(prefix), "%d:", pid);
@@ -42,8 +52,16 @@ bool test_shm_region_left(int pid)
     if (!d)
         return false;
     bool found = false;
-    for (struct dirent *e; (e = readdir(d));)
-        found |= strncmp(e->d_name, prefix, (size_t)n) == 0;
+    for (struct dirent *e; (e = readdir(d));) {
+        struct stat st;
+        if (strncmp(e->d_name, prefix, (size_t)n) != 0 ||
+            fstatat(dirfd(d), e->d_name, &st, 0) != 0)
+            continue;
+        /* File times tick coarsely (a few ms behind the clock): a second of
+         * slack, far below the time a pid takes to come round again. */
+        double written = (double)st.st_mtim.tv_sec + st.st_mtim.tv_nsec / 1e9;
+        found |= written >= since - 1.0;
+    }
     closedir(d);
     return found;
 }

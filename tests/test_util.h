@@ -35,8 +35,13 @@ static inline long test_scaled(long n)
  */
 int test_run_self(const char *self, const char *mode, char *buf, size_t len);
 
+/* Seconds on the wall clock, the one file times are on. */
+double test_wall_s(void);
+
 /* Whether /dev/shm holds a file named after process pid, as libfabric's
- * shm provider names a process's region ("<pid>:<endpoint>:<domain>"). */
-bool test_shm_region_left(int pid);
+ * shm provider names a process's region ("<pid>:<endpoint>:<domain>"),
+ * written at `since` (test_wall_s, taken before pid started) or later: one
+ * left by an earlier process that had the same pid does not count. */
+bool test_shm_region_left(int pid, double since);
 
 #endif
