@@ -435,26 +435,7 @@ static void test_peer_close(void **state)
 {
     (void)state;
     NEED_PROVIDER();
-    ep a, b;
-    ep_open(&a, T, NULL, prov);
-    ep_open(&b, T, NULL, prov);
-    disco_conn *bc, *ac = connect_acked(&a, &b, &bc);
-    rec r = {0};
-    assert_int_equal(ep_send(&a, ac, "bye", 3, &r), 0);
-    PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3 && atomic_load(&r.count) == 1);
-    T->conn_close(ac);
-    atomic_store(&a.dead, (uintptr_t)ac);
-    PUMP_UNTIL(&a, &b, ep_nclosed(&b) == 1);
-    assert_ptr_equal(b.closed[0], bc);
-    assert_int_equal(b.close_status[0], 0);
-    assert_int_equal(ep_send(&b, bc, "late", 4, NULL), DISCO_ECLOSED);
-    pump_for(&a, &b, 30);
-    assert_int_equal(ep_nclosed(&b), 1);
-    assert_int_equal(ep_nclosed(&a), 0);
-    assert_int_equal(atomic_load(&a.late), 0);
-    T->conn_close(bc);
-    ep_close(&a);
-    ep_close(&b);
+    xport_case_peer_close(T, prov, connect_acked);
 }
 
 /* A connect closed before its ACK came: the CLOSE cannot go (the ACK

@@ -363,7 +363,7 @@ static void test_two_threads_send(void **state)
 static void test_peer_close(void **state)
 {
     (void)state;
-    xport_case_peer_close(T, NULL);
+    xport_case_peer_close(T, NULL, NULL);
 }
 
 static void test_close_with_queued_sends(void **state)

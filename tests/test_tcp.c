@@ -399,7 +399,7 @@ static void test_two_threads_send(void **state)
 static void test_peer_close(void **state)
 {
     (void)state;
-    xport_case_peer_close(T, NULL);
+    xport_case_peer_close(T, NULL, NULL);
 }
 
 /* The peer is gone (reset) while we still send: no SIGPIPE, every send

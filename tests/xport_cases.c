@@ -57,12 +57,15 @@ void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg
     free(s);
 }
 
-void xport_case_peer_close(const disco_transport_ops *ops, const char *arg)
+void xport_case_peer_close(const disco_transport_ops *ops, const char *arg,
+                           xport_connect_fn *connect)
 {
+    if (!connect)
+        connect = connect_pair;
     ep a, b;
     ep_open(&a, ops, NULL, arg);
     ep_open(&b, ops, NULL, arg);
-    disco_conn *bc, *ac = connect_pair(&a, &b, &bc);
+    disco_conn *bc, *ac = connect(&a, &b, &bc);
     rec r = {0};
     assert_int_equal(ep_send(&a, ac, "bye", 3, &r), 0);
     PUMP_UNTIL(&a, &b, ep_rxtotal(&b) == 3 && atomic_load(&r.count) == 1);
@@ -81,7 +84,7 @@ void xport_case_peer_close(const disco_transport_ops *ops, const char *arg)
     ops->conn_close(bc); /* still needed after on_close: frees */
 
     /* The other way round: the accepting side closes. */
-    ac = connect_pair(&a, &b, &bc);
+    ac = connect(&a, &b, &bc);
     ops->conn_close(bc);
     PUMP_UNTIL(&a, &b, ep_closed_index(&a, ac) >= 0);
     assert_int_equal(a.close_status[ep_closed_index(&a, ac)], 0);

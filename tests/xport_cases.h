@@ -23,7 +23,8 @@ void xport_case_two_threads_send(const disco_transport_ops *ops, const char *arg
                                  xport_connect_fn *connect);
 /* Either end closes: the other sees a clean close, once; no callback
  * follows conn_close. */
-void xport_case_peer_close(const disco_transport_ops *ops, const char *arg);
+void xport_case_peer_close(const disco_transport_ops *ops, const char *arg,
+                           xport_connect_fn *connect);
 /* on_recv queues a reply and closes its connection. */
 void xport_case_close_inside_callback(const disco_transport_ops *ops, const char *arg);
 /* conn_close while another thread runs callbacks for that connection. */
