@@ -120,15 +120,16 @@ void xport_case_close_inside_callback(const disco_transport_ops *ops, const char
 }
 
 /* conn_close from the test thread while another thread runs progress and
- * callbacks for that very connection. */
-void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg,
-                                          xport_connect_fn *connect)
+ * callbacks for that very connection: callbacks that send on it (echo),
+ * or that only read (shm then reads its ring without the lock). */
+static void close_while_progress_runs(const disco_transport_ops *ops, const char *arg,
+                                      xport_connect_fn *connect, bool echo)
 {
     ep a, b;
     ep_open(&a, ops, NULL, arg);
     ep_open(&b, ops, NULL, arg);
     disco_conn *bc, *ac = (connect ? connect : connect_pair)(&a, &b, &bc);
-    a.echo_ack = true;  /* a's callbacks send on ac while it is closed */
+    a.echo_ack = echo;  /* a's callbacks send on ac while it is closed */
     a.slow_recv = true; /* and are likely running when it is */
     runner ra = {.e = &a}, rb = {.e = &b, .feed = bc};
     pthread_t ta, tb;
@@ -154,6 +155,13 @@ void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const 
     ops->conn_close(bc);
     ep_close(&a);
     ep_close(&b);
+}
+
+void xport_case_close_while_progress_runs(const disco_transport_ops *ops, const char *arg,
+                                          xport_connect_fn *connect)
+{
+    close_while_progress_runs(ops, arg, connect, true);
+    close_while_progress_runs(ops, arg, connect, false);
 }
 
 void xport_case_interrupt(const disco_transport_ops *ops, const char *arg)

@@ -130,7 +130,9 @@ struct shm_conn {
     bool close_delivered;
     bool in_cb;            /* a callback for this conn is running */
     pthread_t cb_thread;
-    int close_waiters;
+    /* conn_closes waiting for a callback to end: atomic, since the
+     * unlocked read below looks at it without mu. */
+    atomic_int close_waiters;
     char close_msg[SHM_MSG_LEN];
 
     /* Guarded by tp->lock. */
@@ -142,6 +144,13 @@ struct shm_conn {
      * it, progress only peeks at the ring: no lock while c is idle. */
     atomic_bool kick;
     bool ring_open;        /* progress thread only: OPEN when last seen */
+    /* The unlocked read (shm_progress.c): while no kick is pending,
+     * progress reads the ring and runs on_recv without mu. `reading` says
+     * it does, `closing` that conn_close began; each side stores its flag,
+     * then loads the other's (seq_cst, Dekker style): either the reader
+     * sees the close and stops, or conn_close sees the reader and waits. */
+    atomic_bool reading;
+    atomic_bool closing;
 
     pid_t peer_pid;        /* from SO_PEERCRED, immutable once OPEN */
     char peer[SHM_PEER_LEN];
@@ -277,6 +286,9 @@ void shm_free_zombies(shm_transport *tp);
 /* Reads up to about budget bytes from the ring (mu held, dropped during
  * on_recv). Returns the number of on_recv calls. */
 int shm_conn_read_locked(shm_conn *c, size_t budget);
+/* Whether this thread is inside an unlocked read's on_recv for c (a
+ * conn_close from there must not wait for itself). */
+bool shm_conn_reading_here(const shm_conn *c);
 
 
 /* shm_transport.c */

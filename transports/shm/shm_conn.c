@@ -125,7 +125,7 @@ void shm_conn_cb_leave_locked(shm_conn *c)
 {
     pthread_mutex_lock(&c->mu);
     c->in_cb = false;
-    if (c->close_waiters)
+    if (atomic_load_explicit(&c->close_waiters, memory_order_relaxed))
         pthread_cond_broadcast(&c->cv);
 }
 
@@ -283,10 +283,19 @@ bool shm_conn_shutdown(shm_conn *c, int status)
     close_socket_locked(c);
     /* A callback for c on another thread (progress) finishes first; from
      * inside a callback for c we must not wait for ourselves. */
-    while (c->in_cb && !pthread_equal(c->cb_thread, pthread_self())) {
-        c->close_waiters++;
+    atomic_store(&c->closing, true); /* seq_cst: see shm.h */
+    for (;;) {
+        bool in_cb = c->in_cb && !pthread_equal(c->cb_thread, pthread_self());
+        /* Counted before the look at `reading`: a reader that stops after
+         * it sees the count and wakes us (under mu, so not before we wait). */
+        atomic_fetch_add(&c->close_waiters, 1);
+        bool reading = atomic_load(&c->reading) && !shm_conn_reading_here(c);
+        if (!in_cb && !reading) {
+            atomic_fetch_sub(&c->close_waiters, 1);
+            break;
+        }
         pthread_cond_wait(&c->cv, &c->mu);
-        c->close_waiters--;
+        atomic_fetch_sub(&c->close_waiters, 1);
     }
     /* Detach what c holds: nobody looks at it once c is CLOSED. */
     void **done = c->done;
