@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "base/error_internal.h"
+#include "base/spare.h"
 #include "cluster/worker_boot.h"
 #include "core/rdv.h"
 #include "core/running.h"
@@ -196,6 +197,7 @@ typedef struct disco__call {
 /* A call of up to this many arguments needs no allocation for their
  * array (disco__value_decode_into). */
 #define CALL_INPLACE 4
+#define CALL_SIZE (sizeof(call) + CALL_INPLACE * sizeof(disco_value))
 
 static void reply(call *c, int rc, const disco_value *result)
 {
@@ -227,7 +229,7 @@ static void call_free(call *c)
 {
     disco__call_result_free(&c->result, &c->args);
     disco_value_free(&c->args);
-    free(c);
+    disco__spare_put(DISCO__SPARE_CALL, c);
 }
 
 static void release_held(disco__held *h)
@@ -271,7 +273,7 @@ static void drop_call(call *c, int rc)
     disco_value_free(&c->args);
     disco__rdv_wait_fini(&c->rdv);
     refuse_call(c->from, &c->h, rc);
-    free(c);
+    disco__spare_put(DISCO__SPARE_CALL, c);
 }
 
 /* Starts c (status 0), or answers with its failure. */
@@ -332,7 +334,7 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
     const char *name = NULL;
     disco_function fn = disco__function_by_id(h->function_id, &name);
     /* Initialized below: calloc costs more. */
-    call *c = malloc(sizeof(*c) + CALL_INPLACE * sizeof(disco_value));
+    call *c = disco__spare_take(DISCO__SPARE_CALL, CALL_SIZE);
     if (!c) {
         refuse_call(p, h, disco_error_set(DISCO_ENOMEM, "no memory for a call"));
         return;

@@ -6,12 +6,12 @@
  * two references: the caller's handle and the table's. The reply, found by
  * id, fills it, removes it from the table and wakes its waiters.
  */
-#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "base/error_internal.h"
+#include "base/spare.h"
 #include "rpc/future.h"
 #include "rpc/registry.h"
 #include "rref/rref.h"
@@ -41,56 +41,6 @@ static struct {
     disco_future *bucket[BUCKETS];
 } T;
 
-/*
- * One freed future is kept per thread for that thread's next one: a caller
- * making call after call frees each future and at once makes the next, and
- * malloc and free were half of a future's cost (about 180 of 350
- * instructions, with the free wrapper of mem/intercept.c). Under ASan every
- * future is a fresh block, so that a use after free is still caught.
- */
-#ifndef DISCO_ASAN
-static DISCO__TLS disco_future *spare;
-static DISCO__TLS bool spare_registered;
-static pthread_key_t spare_key;
-static pthread_once_t spare_once = PTHREAD_ONCE_INIT;
-
-static void free_spare(void *slot)
-{
-    free(*(disco_future **)slot);
-    *(disco_future **)slot = NULL;
-}
-static void make_spare_key(void) { (void)pthread_key_create(&spare_key, free_spare); }
-#endif
-
-static disco_future *future_alloc(void)
-{
-#ifndef DISCO_ASAN
-    disco_future *f = spare;
-    if (f) {
-        spare = NULL;
-        return f;
-    }
-#endif
-    return malloc(sizeof(disco_future));
-}
-
-static void future_free(disco_future *f)
-{
-#ifndef DISCO_ASAN
-    if (!spare) {
-        if (!spare_registered) { /* the thread's exit frees its spare */
-            pthread_once(&spare_once, make_spare_key);
-            spare_registered = pthread_setspecific(spare_key, &spare) == 0;
-        }
-        if (spare_registered) {
-            spare = f;
-            return;
-        }
-    }
-#endif
-    free(f);
-}
-
 static void future_unref(disco_future *f)
 {
     if (atomic_fetch_sub_explicit(&f->refs, 1, memory_order_acq_rel) == 1) {
@@ -98,7 +48,7 @@ static void future_unref(disco_future *f)
             disco__rref_future_freed(f, &f->origin);
         disco_value_free(&f->value);
         disco_error_free(f->err);
-        future_free(f);
+        disco__spare_put(DISCO__SPARE_FUTURE, f);
     }
 }
 
@@ -106,7 +56,7 @@ disco_future *disco__future_pending(int where, uint64_t id, uint64_t fid)
 {
     /* An initializer rather than calloc, which costs a few hundred
      * instructions more (glibc's calloc takes no per-thread cache). */
-    disco_future *f = future_alloc();
+    disco_future *f = disco__spare_take(DISCO__SPARE_FUTURE, sizeof(*f));
     if (!f)
         return NULL;
     *f = (disco_future){.where = where, .id = id, .fid = fid, .value = disco_nil()};
@@ -267,7 +217,7 @@ const disco_value *disco__future_ready_value(disco_future *f)
 
 disco_future *disco__future_ready(int where, disco_value *value)
 {
-    disco_future *f = future_alloc();
+    disco_future *f = disco__spare_take(DISCO__SPARE_FUTURE, sizeof(*f));
     if (!f)
         return NULL;
     *f = (disco_future){.where = where};
