@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/compiler.h"
 #include "base/env.h"
 #include "base/error_internal.h"
 #include "core/rdv.h"
@@ -232,15 +233,16 @@ disco__peer *disco__peer_ready(int pid)
  * block, not per call. */
 #define ID_BLOCK 64
 
+static DISCO__TLS uint64_t next_id, end_id;
+
 uint64_t disco__new_id(void)
 {
-    static __thread uint64_t next, end __attribute__((tls_model("initial-exec")));
-    if (next == end) {
-        next = atomic_fetch_add_explicit(&disco__rt.next_call_id, ID_BLOCK,
-                                         memory_order_relaxed) + 1;
-        end = next + ID_BLOCK;
+    if (next_id == end_id) {
+        next_id = atomic_fetch_add_explicit(&disco__rt.next_call_id, ID_BLOCK,
+                                            memory_order_relaxed) + 1;
+        end_id = next_id + ID_BLOCK;
     }
-    return next++;
+    return next_id++;
 }
 
 int disco__send_frame(disco__peer *p, disco__frame_header *h, const disco_value *v)

@@ -50,6 +50,7 @@
  */
 #include <stdlib.h>
 
+#include "base/compiler.h"
 #include "base/env.h"
 #include "base/error_internal.h"
 #include "mem/region.h"
@@ -59,7 +60,7 @@ disco__mem_state disco__mem = {
     .lru = {.lru_prev = &disco__mem.lru, .lru_next = &disco__mem.lru},
 };
 
-static __thread bool locked_here __attribute__((tls_model("initial-exec")));
+static DISCO__TLS bool locked_here;
 
 void disco__mem_lock(void)
 {

@@ -19,6 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "base/compiler.h"
 #include "mem/region.h"
 
 /* TSan's own start-up maps memory through these wrappers before it can
@@ -28,7 +29,7 @@
 #define EXPORT __attribute__((visibility("default"), no_sanitize("thread")))
 #define UNTRACED __attribute__((no_sanitize("thread")))
 
-static __thread bool looking_up __attribute__((tls_model("initial-exec")));
+static DISCO__TLS bool looking_up;
 
 UNTRACED __attribute__((noinline)) static void *look_up(void *_Atomic *slot,
                                                         const char *name)

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include "base/compiler.h"
 #include "disco/pool.h"
 
 int disco_backoff_delays(const disco_backoff *b, double *delays)
@@ -15,7 +16,7 @@ int disco_backoff_delays(const disco_backoff *b, double *delays)
                                b->first_delay, b->max_delay, b->factor, b->jitter);
     /* The jitter needs no good randomness: a thread-local xorshift seeded
      * from the address of the output. */
-    static _Thread_local uint64_t s;
+    static DISCO__TLS uint64_t s;
     if (!s)
         s = (uintptr_t)delays | 1;
     double d = fmin(b->first_delay, b->max_delay);
