@@ -14,6 +14,11 @@
 //                                   the two above in alternating blocks, and
 //                                   their ratio: the figure to quote, the
 //                                   machine's drift cancels out
+//   BM_remotecall_fetch_pinned/8    the round trip bound the way mpirun
+//                                   binds ranks: this process's threads on
+//                                   its first allowed CPU, a worker of its
+//                                   own on the second; the row to hold
+//                                   against BM_mpi_pingpong/shm
 //   BM_fi_pingpong/{shm,tcp}        libfabric's own fi_pingpong (RDM
 //                                   endpoints) over the providers disco's ofi
 //                                   transport would use
@@ -41,6 +46,7 @@
 #include <benchmark/benchmark.h>
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -133,6 +139,27 @@ std::string transport_name()
         return "unknown";
     return name;
 }
+
+// Binds every thread of this process (the scheduler's too) to set. False
+// when one could not be bound.
+bool bind_all_threads(const cpu_set_t &set)
+{
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        return false;
+    bool ok = true;
+    while (dirent *e = readdir(d)) {
+        pid_t tid = static_cast<pid_t>(std::atoi(e->d_name));
+        if (tid > 0 && sched_setaffinity(tid, sizeof(set), &set) != 0 && errno != ESRCH)
+            ok = false;
+    }
+    closedir(d);
+    return ok;
+}
+
+// A worker started with this variable set binds itself (all its threads,
+// started after) to that CPU before disco starts: see main.
+const char *const kBindEnv = "BENCH_TRANSPORT_BIND_CPU";
 
 // ---- disco ----------------------------------------------------------------------
 
@@ -432,6 +459,67 @@ void BM_shm_pingpong_rtt(benchmark::State &st)
     peer.pause();
     if (peer.stop() != 0)
         st.SkipWithError("the ping-pong peer did not stop cleanly");
+}
+
+// remotecall_fetch bound as mpirun binds MPI's two ranks (one core each):
+// this process's threads on the first CPU it may use, a worker of its own
+// on the second (bound before its scheduler starts). Without binding, the
+// threads of both processes share both CPUs. Reports the median of the
+// blocks' mean round trips; unbinds and removes the worker afterwards.
+void BM_remotecall_fetch_pinned(benchmark::State &st)
+{
+    cpu_set_t mine;
+    if (sched_getaffinity(0, sizeof(mine), &mine) != 0 || CPU_COUNT(&mine) < 2) {
+        st.SkipWithError("needs two CPUs");
+        return;
+    }
+    int cpu[2], found = 0;
+    for (int c = 0; c < CPU_SETSIZE && found < 2; c++)
+        if (CPU_ISSET(c, &mine))
+            cpu[found++] = c;
+    char bind[64];
+    std::snprintf(bind, sizeof(bind), "%s=%d", kBindEnv, cpu[1]);
+    char *env[] = {bind, nullptr};
+    disco_addprocs_opts opts = {};
+    opts.env = env;
+    int pid;
+    if (disco_addprocs(1, &opts, &pid) != 1) {
+        st.SkipWithError(last_error_text().c_str());
+        return;
+    }
+    cpu_set_t one;
+    CPU_ZERO(&one);
+    CPU_SET(cpu[0], &one);
+    const int block = 2000;
+    std::vector<uint8_t> payload(static_cast<size_t>(st.range(0)), 0x5a);
+    disco_value arg = disco_bytes(payload.data(), payload.size()), r;
+    std::vector<double> ns;
+    if (!bind_all_threads(one))
+        st.SkipWithError("cannot bind this process's threads");
+    for (int i = 0; i < block && !st.error_occurred(); i++) { // warm-up
+        if (disco_remotecall_fetch(echo_bytes, pid, &arg, 1, &r) != 0)
+            st.SkipWithError(last_error_text().c_str());
+        disco_value_free(&r);
+    }
+    for (auto _ : st) {
+        double t0 = now_s();
+        for (int i = 0; i < block && !st.error_occurred(); i++) {
+            if (disco_remotecall_fetch(echo_bytes, pid, &arg, 1, &r) != 0)
+                st.SkipWithError(last_error_text().c_str());
+            disco_value_free(&r);
+        }
+        ns.push_back((now_s() - t0) / block * 1e9);
+    }
+    bind_all_threads(mine);
+    char name[64] = "unknown";
+    disco_transport_info(pid, name, sizeof(name));
+    if (disco_rmprocs(&pid, 1, 10) != 0 && !st.error_occurred())
+        st.SkipWithError(last_error_text().c_str());
+    if (ns.empty())
+        return;
+    std::sort(ns.begin(), ns.end());
+    st.counters["disco_ns"] = ns[ns.size() / 2];
+    st.SetLabel(name);
 }
 
 // remotecall_fetch against that floor, in alternating blocks of the same
@@ -844,6 +932,7 @@ BENCHMARK(BM_memcpy) SIZES->UseRealTime();
 BENCHMARK(BM_cma_read) SIZES->UseRealTime();
 BENCHMARK(BM_shm_pingpong_rtt)->Arg(8)->UseRealTime();
 BENCHMARK(BM_remotecall_fetch_over_floor)->Arg(8)->Iterations(40)->UseRealTime();
+BENCHMARK(BM_remotecall_fetch_pinned)->Arg(8)->Iterations(100)->UseRealTime();
 BENCHMARK_CAPTURE(BM_fi_pingpong, shm, "shm")->Iterations(3)->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_fi_pingpong, tcp, "tcp")->Iterations(3)->UseManualTime()
@@ -858,6 +947,15 @@ int main(int argc, char **argv)
     // A 64 MiB argument plus its encoding exceeds the default 64 MiB frame
     // limit; workers inherit the master's environment, so this reaches them.
     setenv("DISCO_MAX_FRAME", "80M", 0);
+    // A worker of BM_remotecall_fetch_pinned: bound before disco starts
+    // its threads, so that they all inherit the binding.
+    if (const char *cpu = getenv(kBindEnv)) {
+        cpu_set_t one;
+        CPU_ZERO(&one);
+        CPU_SET(std::atoi(cpu), &one);
+        if (sched_setaffinity(0, sizeof(one), &one) != 0)
+            std::perror("bench_transport: worker binding");
+    }
     disco_init(&argc, &argv); // a worker never returns from here
     // --benchmark_list_tests must not start workers (Initialize eats it).
     bool listing = false;
