@@ -169,6 +169,20 @@ static int encode_error(writer *w, const disco_error *e, int depth)
 static int encode_value(writer *w, const disco_value *v, int depth)
 {
     int rc;
+    /* Strings and bytes of a one-byte length, most arguments and results:
+     * tag, length and data at once when they fit (str and bytes share
+     * their layout). */
+    if ((v->type == DISCO_BYTES || v->type == DISCO_STRING) && w->buf &&
+        v->bytes.len < 0x80 && v->bytes.ptr && w->cap - w->pos >= 2 + v->bytes.len &&
+        !by_rdv(w, v->bytes.ptr, v->bytes.len)) {
+        uint8_t *p = w->buf + w->pos;
+        p[0] = v->type == DISCO_BYTES ? DISCO__TAG_BYTES : DISCO__TAG_STRING;
+        p[1] = (uint8_t)v->bytes.len;
+        memcpy(p + 2, v->bytes.ptr, v->bytes.len);
+        w->pos += 2 + v->bytes.len;
+        disco__count_copy(v->bytes.len);
+        return 0;
+    }
     switch (v->type) {
     case DISCO_NIL: return put_u8(w, DISCO__TAG_NIL);
     case DISCO_BOOL: return put_u8(w, v->b ? DISCO__TAG_TRUE : DISCO__TAG_FALSE);
@@ -631,6 +645,28 @@ static int decode_rdv(reader *r, size_t at, disco_value *v)
  * everything allocated on the way is freed. */
 static int decode_value(reader *r, int depth, disco_value *out)
 {
+    /* Strings and bytes of a one-byte length, most arguments and results,
+     * whole in what is left: copied at once (the checks below, shortened). */
+    if (left(r) >= 2 && (r->buf[r->pos] == DISCO__TAG_BYTES ||
+                         r->buf[r->pos] == DISCO__TAG_STRING) &&
+        r->buf[r->pos + 1] < 0x80 && r->buf[r->pos + 1] <= left(r) - 2) {
+        bool str = r->buf[r->pos] == DISCO__TAG_STRING;
+        size_t len = r->buf[r->pos + 1];
+        char *d = len || str ? malloc(len + str) : NULL;
+        if (!d && (len || str)) {
+            *out = disco_nil();
+            return nomem(str ? "a string" : "bytes", len);
+        }
+        if (len)
+            memcpy(d, r->buf + r->pos + 2, len);
+        disco__count_copy(len);
+        if (str)
+            d[len] = '\0';
+        r->pos += 2 + len;
+        *out = str ? disco_strn(d, len) : disco_bytes(d, len);
+        out->flags = DISCO_VALUE_OWNED;
+        return 0;
+    }
     *out = disco_nil();
     size_t at = r->pos;
     uint8_t tag = 0;
