@@ -29,8 +29,8 @@ static slot *free_list;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_key_t key;
 static pthread_once_t key_once = PTHREAD_ONCE_INIT;
-__thread _Atomic uint64_t *disco__copied_here __attribute__((tls_model("initial-exec")));
-static __thread bool no_slot __attribute__((tls_model("initial-exec")));
+DISCO__TLS _Atomic uint64_t *disco__copied_here;
+static DISCO__TLS bool no_slot;
 
 static void give_back(void *p)
 {

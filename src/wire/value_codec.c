@@ -441,7 +441,7 @@ static int get_i32(reader *r, const char *what, int32_t *out)
 
 /* A heap copy of the next n bytes (checked by the caller) plus a NUL when
  * nul is set; empty payloads without NUL stay NULL. */
-static int take_bytes(reader *r, size_t n, int nul, const char *what, void **out)
+static inline int take_bytes(reader *r, size_t n, int nul, const char *what, void **out)
 {
     *out = NULL;
     if (n || nul) {
@@ -652,17 +652,13 @@ static int decode_value(reader *r, int depth, disco_value *out)
         r->buf[r->pos + 1] < 0x80 && r->buf[r->pos + 1] <= left(r) - 2) {
         bool str = r->buf[r->pos] == DISCO__TAG_STRING;
         size_t len = r->buf[r->pos + 1];
-        char *d = len || str ? malloc(len + str) : NULL;
-        if (!d && (len || str)) {
+        void *d;
+        r->pos += 2;
+        int rc = take_bytes(r, len, str, str ? "a string" : "bytes", &d);
+        if (rc) {
             *out = disco_nil();
-            return nomem(str ? "a string" : "bytes", len);
+            return rc;
         }
-        if (len)
-            memcpy(d, r->buf + r->pos + 2, len);
-        disco__count_copy(len);
-        if (str)
-            d[len] = '\0';
-        r->pos += 2 + len;
         *out = str ? disco_strn(d, len) : disco_bytes(d, len);
         out->flags = DISCO_VALUE_OWNED;
         return 0;

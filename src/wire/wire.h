@@ -42,6 +42,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "base/compiler.h"
 #include "disco/value.h"
 
 /* The codec copies numeric data as is: it needs a little-endian host. */
@@ -122,7 +123,7 @@ typedef struct disco__rdv_in {
  * that this process's disco copied (disco_bytes_copied in disco/value.h).
  * Inline: every encode and decode of data counts. The calling thread's own
  * counter once it has one (src/wire/copied.c); only that thread writes it. */
-extern __thread _Atomic uint64_t *disco__copied_here __attribute__((tls_model("initial-exec")));
+extern DISCO__TLS _Atomic uint64_t *disco__copied_here;
 void disco__count_copy_slow(size_t n);
 
 static inline void disco__count_copy(size_t n)
