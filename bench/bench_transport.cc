@@ -19,6 +19,10 @@
 //                                   its first allowed CPU, a worker of its
 //                                   own on the second; the row to hold
 //                                   against BM_mpi_pingpong/shm
+//   BM_remotecall_fetch_nowait_pinned/8
+//                                   the same, the function registered with
+//                                   disco_register_nowait: no task on the
+//                                   worker, the call runs in its progress
 //   BM_fi_pingpong/{shm,tcp}        libfabric's own fi_pingpong (RDM
 //                                   endpoints) over the providers disco's ofi
 //                                   transport would use
@@ -167,6 +171,13 @@ int echo_bytes(const disco_value *args, size_t n, disco_value *result)
 {
     *result = n ? args[0] : disco_nil(); // borrowed: sent before the call returns
     return 0;
+}
+
+// The same, registered as a no-wait function: it runs in the worker's
+// network progress, without a task.
+int echo_bytes_nowait(const disco_value *args, size_t n, disco_value *result)
+{
+    return echo_bytes(args, n, result);
 }
 
 // Takes a bytes argument and answers with its length only: the data travels
@@ -461,12 +472,13 @@ void BM_shm_pingpong_rtt(benchmark::State &st)
         st.SkipWithError("the ping-pong peer did not stop cleanly");
 }
 
-// remotecall_fetch bound as mpirun binds MPI's two ranks (one core each):
-// this process's threads on the first CPU it may use, a worker of its own
-// on the second (bound before its scheduler starts). Without binding, the
-// threads of both processes share both CPUs. Reports the median of the
-// blocks' mean round trips; unbinds and removes the worker afterwards.
-void BM_remotecall_fetch_pinned(benchmark::State &st)
+// remotecall_fetch of fn bound as mpirun binds MPI's two ranks (one core
+// each): this process's threads on the first CPU it may use, a worker of
+// its own on the second (bound before its scheduler starts). Without
+// binding, the threads of both processes share both CPUs. Reports the
+// median of the blocks' mean round trips; unbinds and removes the worker
+// afterwards.
+void pinned_rtt(benchmark::State &st, disco_function fn)
 {
     cpu_set_t mine;
     if (sched_getaffinity(0, sizeof(mine), &mine) != 0 || CPU_COUNT(&mine) < 2) {
@@ -497,14 +509,14 @@ void BM_remotecall_fetch_pinned(benchmark::State &st)
     if (!bind_all_threads(one))
         st.SkipWithError("cannot bind this process's threads");
     for (int i = 0; i < block && !st.error_occurred(); i++) { // warm-up
-        if (disco_remotecall_fetch(echo_bytes, pid, &arg, 1, &r) != 0)
+        if (disco_remotecall_fetch(fn, pid, &arg, 1, &r) != 0)
             st.SkipWithError(last_error_text().c_str());
         disco_value_free(&r);
     }
     for (auto _ : st) {
         double t0 = now_s();
         for (int i = 0; i < block && !st.error_occurred(); i++) {
-            if (disco_remotecall_fetch(echo_bytes, pid, &arg, 1, &r) != 0)
+            if (disco_remotecall_fetch(fn, pid, &arg, 1, &r) != 0)
                 st.SkipWithError(last_error_text().c_str());
             disco_value_free(&r);
         }
@@ -521,6 +533,15 @@ void BM_remotecall_fetch_pinned(benchmark::State &st)
     std::sort(ns.begin(), ns.end());
     st.counters["disco_ns"] = ns[ns.size() / 2];
     st.SetLabel(name);
+}
+
+void BM_remotecall_fetch_pinned(benchmark::State &st) { pinned_rtt(st, echo_bytes); }
+
+// The same with a no-wait function (disco_register_nowait): the call runs
+// in the worker's network progress, as an active-message handler would.
+void BM_remotecall_fetch_nowait_pinned(benchmark::State &st)
+{
+    pinned_rtt(st, echo_bytes_nowait);
 }
 
 // remotecall_fetch against that floor, in alternating blocks of the same
@@ -923,6 +944,7 @@ void BM_mpi_pingpong(benchmark::State &st, const char *btl)
 } // namespace
 
 DISCO_FUNCTION(echo_bytes)
+DISCO_NOWAIT_FUNCTION(echo_bytes_nowait)
 DISCO_FUNCTION(bytes_length)
 
 #define SIZES ->Arg(4 << 10)->Arg(64 << 10)->Arg(1 << 20)->Arg(16 << 20)->Arg(64 << 20)
@@ -934,6 +956,7 @@ BENCHMARK(BM_cma_read) SIZES->UseRealTime();
 BENCHMARK(BM_shm_pingpong_rtt)->Arg(8)->UseRealTime();
 BENCHMARK(BM_remotecall_fetch_over_floor)->Arg(8)->Iterations(40)->UseRealTime();
 BENCHMARK(BM_remotecall_fetch_pinned)->Arg(8)->Iterations(100)->UseRealTime();
+BENCHMARK(BM_remotecall_fetch_nowait_pinned)->Arg(8)->Iterations(100)->UseRealTime();
 BENCHMARK_CAPTURE(BM_fi_pingpong, shm, "shm")->Iterations(3)->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_fi_pingpong, tcp, "tcp")->Iterations(3)->UseManualTime()

@@ -1,13 +1,13 @@
 #!/bin/sh
 # The conformance suite: the multi-process tests (remote calls, futures,
-# channels, pools, pmap, the mesh) run again with DISCO_TRANSPORT=$1, and
-# must find their workers talking over $2 (disco_transport_info: see
-# test_transport_info in tests/test_mesh.c), so a silent fallback to TCP
-# fails. The cases of every binary are merged into one TAP stream, named
+# channels, pools, pmap, the mesh, no-wait functions) run again with
+# DISCO_TRANSPORT=$1, and must find their workers talking over $2
+# (disco_transport_info: see test_transport_info in tests/test_mesh.c), so
+# a silent fallback to TCP fails. The cases of every binary are merged into one TAP stream, named
 # after their binary.
 set -u
 transport=$1 expect=$2
-tests="test_cluster test_mesh test_rref test_pool test_pmap test_rdv"
+tests="test_cluster test_mesh test_rref test_pool test_pmap test_rdv test_nowait"
 dir=$(dirname "$0")
 [ -x "$dir/test_cluster" ] || dir=tests # run from the build tree
 n=0

@@ -39,7 +39,9 @@
  * waiting is read within about a millisecond.
  *
  * A function body runs as a task on the target, so it may block (sleep,
- * take from a channel, fetch another future). It reports failure by
+ * take from a channel, fetch another future); a no-wait function
+ * (disco_register_nowait) runs without a task, straight from the network.
+ * It reports failure by
  * returning a negative status after disco_error_set(...) (disco_throw is the
  * same); the caller then gets that error with the worker's pid, printed the
  * Julia way: "On worker 2: ...".
@@ -76,6 +78,46 @@ DISCO_API int disco_register(const char *name, disco_function fn);
     __attribute__((constructor)) static void disco__register_##fn(void)       \
     {                                                                          \
         disco_register(#fn, fn);                                               \
+    }
+
+/*
+ * Registers fn as a no-wait function: one that never waits and returns
+ * quickly (a lookup, an update of local state, a small computation), as
+ * the active-message handlers of GASNet and UCX are. The target then runs a
+ * call of it as soon as it reads the message, from its network progress,
+ * without making a task for it: a same-node round trip costs about a tenth
+ * less. Errors, results and the Julia-style error report are those of any
+ * call.
+ *
+ * The price is the contract. While fn runs, its thread reads no message
+ * and may be inside another task's wait, so:
+ *   - every wait in fn fails with DISCO_ENOWAIT (the last error names fn):
+ *     fetching a future that is not ready (so remotecall_fetch too), a
+ *     take from an empty channel or a put into a full one, an event that
+ *     is not set, disco_sleep, disco_cond_wait, disco_task_join of an
+ *     unfinished task, disco_pmap; what need not wait works (a put into a
+ *     channel with room, a future already fetched, disco_remotecall and
+ *     disco_remote_do, which only send);
+ *   - disco_mutex_lock of a held mutex and disco_sync_end with members
+ *     still running cannot fail: there the process prints that fn waited
+ *     and aborts (use disco_mutex_trylock);
+ *   - disco_yield does nothing, disco_interrupted is false, and the call
+ *     cannot be interrupted (disco_interrupt);
+ *   - a long computation delays every message behind it.
+ * A no-wait call may start before calls that were read before it but have
+ * not started yet (they wait for a scheduler thread); calls behind it start
+ * after it, and its answer is never held back by a batch.
+ *
+ * Registering and its errors are those of disco_register; registering fn
+ * once each way fails with DISCO_EBUSY.
+ */
+DISCO_API int disco_register_nowait(const char *name, disco_function fn);
+
+/* Registers a no-wait function at load time: DISCO_NOWAIT_FUNCTION(lookup); */
+#define DISCO_NOWAIT_FUNCTION(fn)                                              \
+    __attribute__((constructor)) static void disco__register_##fn(void)       \
+    {                                                                          \
+        disco_register_nowait(#fn, fn);                                        \
     }
 
 /* The registered name of fn, or NULL. */

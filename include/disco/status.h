@@ -49,7 +49,8 @@ extern "C" {
     X(ENOFUNC, -(DISCO_ERRNO_OFFSET + 8), "function not registered")           \
     X(ENOPROC, -(DISCO_ERRNO_OFFSET + 9), "no such process")                   \
     X(EREMOTE, -(DISCO_ERRNO_OFFSET + 10), "remote call failed")              \
-    X(EINTERRUPTED, -(DISCO_ERRNO_OFFSET + 11), "interrupted")
+    X(EINTERRUPTED, -(DISCO_ERRNO_OFFSET + 11), "interrupted")                 \
+    X(ENOWAIT, -(DISCO_ERRNO_OFFSET + 12), "a no-wait function cannot wait")
 
 #define DISCO__STATUS_ENUM(name, value, msg) DISCO_##name = (value),
 typedef enum disco_status { DISCO_STATUS_MAP(DISCO__STATUS_ENUM) } disco_status;

@@ -34,7 +34,9 @@
  * every later wait of the task fails the same way, so the task unwinds;
  * code that computes without waiting polls disco_interrupted. Threads
  * outside the scheduler are never interrupted; disco_mutex_lock and
- * disco_sync_end always wait.
+ * disco_sync_end always wait. Inside a no-wait function (see
+ * disco_register_nowait in disco/rpc.h) the interruptible calls fail with
+ * DISCO_ENOWAIT instead of waiting.
  *
  * Julia names: @async -> disco_async, wait/fetch(task) -> disco_task_join,
  * @sync -> disco_sync_begin/disco_sync_end, yield -> disco_yield,

@@ -2,7 +2,8 @@
 /*
  * What arrives on a connection: first the handshake, then frames. Runs in
  * transport callbacks, on the worker that drives network progress: nothing
- * here blocks; a call becomes a task, a reply completes a future.
+ * here blocks; a call becomes a task (a call of a no-wait function runs
+ * here), a reply completes a future.
  */
 #include <stddef.h>
 #include <stdio.h>
@@ -187,6 +188,7 @@ typedef struct disco__call {
     disco__frame_header h;
     disco_function fn;
     const char *name;
+    bool nowait;      /* fn is a no-wait function: it runs in progress */
     disco_value args; /* owned list */
     disco__rdv_wait rdv; /* arguments still to read by rendezvous */
     disco_value result;  /* kept while the caller reads it (held) */
@@ -242,7 +244,7 @@ static int run_call(void *arg, void **unused)
     (void)unused;
     call *c = arg;
     bool effect_only = c->h.kind == DISCO__FRAME_REMOTE_DO;
-    int rc = disco__call_invoke(c->fn, c->name, &c->args, effect_only, &c->result);
+    int rc = disco__call_invoke(c->fn, c->name, c->nowait, &c->args, effect_only, &c->result);
     if (!effect_only)
         reply(c, rc, &c->result);
     if (c->held.regs.n || c->held.regs.ntrail) { /* the caller reads it from here */
@@ -276,9 +278,26 @@ static void drop_call(call *c, int rc)
     disco__spare_put(DISCO__SPARE_CALL, c);
 }
 
+/* A call of a no-wait function runs here, in network progress, without a
+ * task. Its answer goes at once, batch or not: the thread reading the
+ * network may be one outside the scheduler, in a wait of its own, which
+ * would flush held answers only when that wait ends. Whoever is reading
+ * the network keeps its last error. */
+static void run_here(call *c)
+{
+    c->h.flags &= (uint8_t)~DISCO__FRAME_BATCH;
+    disco_error *reader = disco_error_take();
+    run_call(c, NULL);
+    disco_error_put(reader);
+}
+
 /* Starts c (status 0), or answers with its failure. */
 static void start_call(call *c, int rc)
 {
+    if (rc == 0 && c->nowait) {
+        run_here(c);
+        return;
+    }
     if (rc == 0)
         rc = disco__async_fifo(run_call, c);
     if (rc)
@@ -332,14 +351,15 @@ static void handle_call(disco__peer *p, const disco__frame_header *h,
                         const uint8_t *payload)
 {
     const char *name = NULL;
-    disco_function fn = disco__function_by_id(h->function_id, &name);
+    bool nowait = false;
+    disco_function fn = disco__function_by_id(h->function_id, &name, &nowait);
     /* Initialized below: calloc costs more. */
     call *c = disco__spare_take(DISCO__SPARE_CALL, CALL_SIZE);
     if (!c) {
         refuse_call(p, h, disco_error_set(DISCO_ENOMEM, "no memory for a call"));
         return;
     }
-    *c = (call){.from = p, .h = *h, .fn = fn, .name = name};
+    *c = (call){.from = p, .h = *h, .fn = fn, .name = name, .nowait = nowait};
     size_t used;
     disco__rdv_in *in = disco__rdv_accept(p, &c->rdv);
     int rc = disco__value_decode_into(payload, h->payload_len, &used, &c->args, in,

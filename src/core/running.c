@@ -12,6 +12,7 @@
 #include "core/running.h"
 #include "core/runtime.h"
 #include "sched/interrupt.h"
+#include "sched/nowait.h"
 #include "sched/spin.h"
 
 static disco__spin lock;
@@ -51,18 +52,25 @@ int disco__running_interrupt_all(void)
     return n;
 }
 
-int disco__call_invoke(disco_function fn, const char *name, const disco_value *args,
-                       bool effect_only, disco_value *result)
+int disco__call_invoke(disco_function fn, const char *name, bool nowait,
+                       const disco_value *args, bool effect_only, disco_value *result)
 {
     *result = disco_nil();
     disco_error_clear();
-    disco__running running;
-    disco__running_enter(&running);
-    int rc = fn(args->list.items, args->list.n, result);
-    disco__running_leave(&running);
-    if (disco_interrupted())
-        rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on worker %d",
-                             name, disco__rt.myid);
+    int rc;
+    if (nowait) {
+        const char *outer = disco__nowait_enter(name);
+        rc = fn(args->list.items, args->list.n, result);
+        disco__nowait_leave(outer);
+    } else {
+        disco__running running;
+        disco__running_enter(&running);
+        rc = fn(args->list.items, args->list.n, result);
+        disco__running_leave(&running);
+        if (disco_interrupted())
+            rc = disco_error_set(DISCO_EINTERRUPTED, "call of '%s' interrupted on worker %d",
+                                 name, disco__rt.myid);
+    }
     if (rc && effect_only) {
         char msg[512] = "";
         if (disco_last_error())

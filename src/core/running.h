@@ -26,13 +26,14 @@ void disco__running_leave(disco__running *r);
  * Runs a call of fn (registered as name) on the list args in the calling
  * task, as one of the running calls: an interruption while it runs fails
  * the call with DISCO_EINTERRUPTED whatever fn returns (C cannot tell
- * whether fn handled it). With effect_only (remote_do) a failure is printed
+ * whether fn handled it). A no-wait function (nowait) runs instead in a
+ * no-wait region (sched/nowait.h), not interruptible. With effect_only (remote_do) a failure is printed
  * on stderr, since nobody else hears of it. Returns fn's status, the error
  * in the last-error slot; *result as fn left it (see
  * disco__call_result_free).
  */
-int disco__call_invoke(disco_function fn, const char *name, const disco_value *args,
-                       bool effect_only, disco_value *result);
+int disco__call_invoke(disco_function fn, const char *name, bool nowait,
+                       const disco_value *args, bool effect_only, disco_value *result);
 
 /* Frees a call's result, unless it is one of the arguments (the list args)
  * handed back as is, which the argument list frees. */

@@ -199,7 +199,7 @@ int disco__closure_resolve(disco_value *head, disco_function *fn,
         (values->type != DISCO_NIL && values->type != DISCO_LIST))
         return disco_throw(DISCO_EPROTO, "closure call: malformed head");
     const char *name;
-    if (!(*fn = disco__function_by_id((uint64_t)head[0].i, &name)))
+    if (!(*fn = disco__function_by_id((uint64_t)head[0].i, &name, NULL)))
         return disco_throw(DISCO_ENOFUNC, "function %#llx is not registered on worker %d",
                            (unsigned long long)head[0].i, disco__rt.myid);
     if (key->type == DISCO_NIL) {

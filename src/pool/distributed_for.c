@@ -29,7 +29,7 @@ static int splitrange(int64_t lo, int64_t hi, int np, int64_t *first, int64_t *l
 static disco_function function_of(const disco_value *v)
 {
     const char *name;
-    return v->type == DISCO_I64 ? disco__function_by_id((uint64_t)v->i, &name) : NULL;
+    return v->type == DISCO_I64 ? disco__function_by_id((uint64_t)v->i, &name, NULL) : NULL;
 }
 
 /* Worker: [body id, reducer id or nil, first, last]: the fold of the chunk
@@ -120,7 +120,7 @@ static int run_chunks(int64_t lo, int64_t hi, disco_function body, disco_functio
     for (int k = 0; k < sent; k++) {
         const disco_value *v;
         int r = disco_future_fetch(f[k], &v);
-        bool interrupted = r == DISCO_EINTERRUPTED && !disco_future_isready(f[k]);
+        bool interrupted = disco__wait_refused(r) && !disco_future_isready(f[k]);
         if (r == 0 && rc == 0 && reducer) {
             disco_value next = disco_nil();
             if (k == 0) {

@@ -24,6 +24,7 @@
 #include "pool/pmap.h"
 #include "pool/pool.h"
 #include "rpc/remotecall.h"
+#include "sched/nowait.h"
 
 enum {
     MAX_WINDOW = 256,
@@ -541,6 +542,8 @@ int disco_pmap(disco_function fn, const disco_value *collections, size_t ncollec
 {
     static const disco_pmap_opts defaults;
     const disco_pmap_opts *o = opts ? opts : &defaults;
+    if (disco__nowait_fn) /* it waits for its items, whatever they are */
+        return disco__nowait_refuse("disco_pmap");
     size_t total = 0;
     int rc = check_args(fn, collections, ncollections, results, o, &total);
     if (rc)

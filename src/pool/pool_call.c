@@ -261,7 +261,7 @@ static disco_future *pool_wait(disco_pool *pool, disco_function fn, const disco_
     disco_future *f = disco__pool_start(pool, pid, fn, c, args, nargs);
     /* The call's status stays in the future; only an interrupt of this
      * task, before the call finished, fails the wait itself. */
-    if (f && disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
+    if (f && disco__wait_refused(disco_future_wait(f)) && !disco_future_isready(f)) {
         put_after(pool, pid, f);
         disco_future_release(f);
         return NULL;

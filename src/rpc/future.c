@@ -87,7 +87,7 @@ static void finish(disco_future *f, int status, disco_value *value, disco_error 
 {
     /* The target knows the function only by its wire id: name it here. */
     const char *fname = NULL;
-    if (status == DISCO_ENOFUNC && err && disco__function_by_id(f->fid, &fname) && fname) {
+    if (status == DISCO_ENOFUNC && err && disco__function_by_id(f->fid, &fname, NULL) && fname) {
         char msg[256];
         int n = snprintf(msg, sizeof(msg), "function '%s' is not registered on worker %d",
                          fname, f->where);
@@ -155,8 +155,9 @@ int disco_future_wait(disco_future *f)
 {
     if (!f)
         return disco_error_set(DISCO_EINVAL, "disco_future_wait: NULL future");
-    if (!atomic_load_explicit(&f->ready, memory_order_acquire) && disco_event_wait(&f->done))
-        return DISCO_EINTERRUPTED; /* the last error says so */
+    int rc;
+    if (!atomic_load_explicit(&f->ready, memory_order_acquire) && (rc = disco_event_wait(&f->done)))
+        return rc; /* interrupted, or in a no-wait function: the last error says so */
     if (f->status) {
         disco_error *e = f->err ? disco_error_copy(f->err) : NULL;
         if (e)

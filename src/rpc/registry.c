@@ -19,6 +19,7 @@ typedef struct {
     _Atomic uint64_t id; /* 0: empty */
     disco_function fn;
     const char *name;
+    bool nowait; /* disco_register_nowait */
 } by_id_entry;
 
 typedef struct {
@@ -40,7 +41,7 @@ static size_t hash_ptr(disco_function fn)
     return (size_t)x;
 }
 
-int disco_register(const char *name, disco_function fn)
+static int register_fn(const char *name, disco_function fn, bool nowait)
 {
     if (!name || !*name || !fn)
         return disco_error_set(DISCO_EINVAL, "disco_register: no name or function");
@@ -52,9 +53,14 @@ int disco_register(const char *name, disco_function fn)
             continue;
         disco_function other = by_id[i].fn;
         const char *other_name = by_id[i].name;
+        bool other_nowait = by_id[i].nowait;
         pthread_mutex_unlock(&lock);
-        if (other == fn)
+        if (other == fn && other_nowait == nowait)
             return 0; /* the same function again (a plugin loaded twice) */
+        if (other == fn)
+            return disco_error_set(DISCO_EBUSY, "disco_register: '%s' is already registered "
+                                                "as a function that %s", name,
+                                   other_nowait ? "never waits" : "may wait");
         return disco_error_set(DISCO_EBUSY,
                                "disco_register: '%s' already names another function%s%s",
                                name, strcmp(other_name, name) ? ", via a hash collision with " : "",
@@ -67,6 +73,7 @@ int disco_register(const char *name, disco_function fn)
     }
     by_id[i].fn = fn;
     by_id[i].name = name; /* a string literal from DISCO_FUNCTION, or the caller's */
+    by_id[i].nowait = nowait;
     /* release: pairs with the acquire load in lookups: fn and name first. */
     atomic_store_explicit(&by_id[i].id, id, memory_order_release);
     size_t j = hash_ptr(fn) & (CAPACITY - 1);
@@ -79,7 +86,17 @@ int disco_register(const char *name, disco_function fn)
     return 0;
 }
 
-disco_function disco__function_by_id(uint64_t id, const char **name)
+int disco_register(const char *name, disco_function fn)
+{
+    return register_fn(name, fn, false);
+}
+
+int disco_register_nowait(const char *name, disco_function fn)
+{
+    return register_fn(name, fn, true);
+}
+
+disco_function disco__function_by_id(uint64_t id, const char **name, bool *nowait)
 {
     for (size_t i = id & (CAPACITY - 1);; i = (i + 1) & (CAPACITY - 1)) {
         uint64_t k = atomic_load_explicit(&by_id[i].id, memory_order_acquire);
@@ -88,6 +105,8 @@ disco_function disco__function_by_id(uint64_t id, const char **name)
         if (k == id) {
             if (name)
                 *name = by_id[i].name;
+            if (nowait)
+                *nowait = by_id[i].nowait;
             return by_id[i].fn;
         }
     }
@@ -109,6 +128,6 @@ const char *disco_function_name(disco_function fn)
     const char *name = NULL;
     uint64_t id = fn ? disco__function_id_of(fn) : 0;
     if (id)
-        disco__function_by_id(id, &name);
+        disco__function_by_id(id, &name, NULL);
     return name;
 }

@@ -25,8 +25,10 @@ static int run_local(void *arg, void **unused)
     (void)unused;
     local_call *c = arg;
     disco_value result, owned = disco_nil();
-    int rc = disco__call_invoke(c->fn, disco_function_name(c->fn), &c->args, !c->reply,
-                                &result);
+    const char *name = NULL;
+    bool nowait = false;
+    disco__function_by_id(disco__function_id_of(c->fn), &name, &nowait);
+    int rc = disco__call_invoke(c->fn, name, nowait, &c->args, !c->reply, &result);
     /* The result may borrow the arguments or the function's memory: the
      * future keeps its own copy. */
     if (rc == 0 && c->reply)
@@ -155,7 +157,7 @@ disco_future *disco_remotecall_wait(disco_function fn, int pid, const disco_valu
     }
     /* The call's status stays in the future; only an interrupt of this
      * task, before the call finished, fails the wait itself. */
-    if (disco_future_wait(f) == DISCO_EINTERRUPTED && !disco_future_isready(f)) {
+    if (disco__wait_refused(disco_future_wait(f)) && !disco_future_isready(f)) {
         disco_future_release(f);
         f = NULL;
     }

@@ -346,7 +346,7 @@ static int ring_put(disco_channel *ch, const void *item)
             break;
         if (rc == DISCO_ECLOSED)
             return disco_error_set(DISCO_ECLOSED, "put on a closed channel");
-        if (rc == DISCO_EINTERRUPTED)
+        if (disco__wait_refused(rc))
             return rc; /* the item was not put */
     }
     after_put(ch);
@@ -368,7 +368,7 @@ static int ring_get(disco_channel *ch, bool (*attempt)(disco_channel *, void *),
         int rc = sleep_on(ch, q, attempt, out);
         if (rc == 1)
             return 0;
-        if (rc == DISCO_EINTERRUPTED)
+        if (disco__wait_refused(rc))
             return rc;
         /* DISCO_ECLOSED or woken: loop (drains what is left first) */
     }
@@ -486,7 +486,7 @@ static int locked_get(disco_channel *ch, void *out, get_kind kind)
         disco__waitq_push_locked(kind == GET_TAKE ? &ch->takers : &ch->watchers, &w);
         disco__spin_unlock(&ch->lock);
         int rc = disco__waiter_wait_intr(&w, cancel_waiter, ch);
-        if (rc == DISCO_EINTERRUPTED)
+        if (disco__wait_refused(rc))
             return rc; /* no putter picked us: nothing was copied */
         if (rc == 0 && kind == GET_TAKE)
             return 0; /* a putter copied the item into out */

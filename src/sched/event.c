@@ -2,6 +2,7 @@
 /* Events, mutexes and conditions that park tasks (see disco/task.h). */
 #include <stdatomic.h>
 
+#include "sched/nowait.h"
 #include "sched/sched.h"
 
 typedef struct {
@@ -145,6 +146,11 @@ void disco_cond_init(disco_cond *cv)
 
 static int cond_wait(disco_cond *cv, disco_mutex *mu, bool interruptible)
 {
+    if (disco__nowait_fn) { /* refused with the mutex still held */
+        if (!interruptible)
+            disco__nowait_abort("an uninterruptible condition wait");
+        return disco__nowait_refuse("disco_cond_wait");
+    }
     cond_impl *c = (cond_impl *)cv;
     disco__waiter w;
     disco__waiter_init(&w);

@@ -21,6 +21,7 @@
  * are only on the way to parking, never on a call that need not wait.
  */
 #include "sched/interrupt.h"
+#include "sched/nowait.h"
 #include "sched/sched.h"
 
 void disco__task_interrupt(disco_task *t)
@@ -46,8 +47,27 @@ static int interrupted_error(const disco_task *t)
                            (unsigned long long)t->id);
 }
 
+/* A wait in a no-wait region (nowait.h): refused as an interrupt would be,
+ * unless a waker already has w and is about to set its signal. */
+static int nowait_wait(disco__waiter *w, disco__cancel_fn cancel, void *arg)
+{
+    if (cancel(arg, w))
+        return disco__nowait_refuse("what it waited for was not there yet");
+    /* acquire: pairs with the release in disco__waiter_wake. The waker
+     * may be preempted between taking w and waking it: yield now and then. */
+    for (unsigned i = 1; !atomic_load_explicit(&w->signal, memory_order_acquire); i++) {
+        if (i % 128)
+            disco__cpu_relax();
+        else
+            sched_yield();
+    }
+    return w->result;
+}
+
 int disco__waiter_wait_intr(disco__waiter *w, disco__cancel_fn cancel, void *arg)
 {
+    if (disco__nowait_fn)
+        return nowait_wait(w, cancel, arg);
     disco_task *t = w->task;
     if (!t)
         return disco__waiter_wait(w); /* threads are never interrupted */
@@ -75,7 +95,9 @@ int disco__waiter_wait_intr(disco__waiter *w, disco__cancel_fn cancel, void *arg
 bool disco_interrupted(void)
 {
     disco_task *t = disco_current_task();
-    if (!t)
+    /* A no-wait function runs inside whatever task read the network, if
+     * any: that task's interruption is not its own. */
+    if (!t || disco__nowait_fn)
         return false;
     /* A loop that polls this without ever waiting may hold the only thread
      * of its process: read the network now and then, or the interrupt

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sched/nowait.h"
 #include "sched/sched.h"
 
 #ifdef DISCO_ASAN
@@ -435,7 +436,8 @@ void disco_yield(void)
     if (disco__held_bits)
         disco__held_flush_now();
     disco__worker *w = disco__self();
-    if (w && w->current)
+    /* In a no-wait function the current task, if any, is not its own. */
+    if (w && w->current && !disco__nowait_fn)
         disco__task_switch_out(w->current, LEAVE_YIELD);
 }
 

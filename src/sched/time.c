@@ -4,6 +4,7 @@
 #include <time.h>
 
 #include "base/clock.h"
+#include "sched/nowait.h"
 #include "sched/sched.h"
 
 static void wake_sleeper(void *arg) { disco__waiter_wake(arg, 0); }
@@ -19,6 +20,8 @@ int disco_sleep(double seconds)
     if (!(seconds >= 0))
         return disco_error_set(DISCO_EINVAL, "disco_sleep: bad duration %g",
                                seconds);
+    if (disco__nowait_fn)
+        return disco__nowait_refuse("disco_sleep");
     uint64_t ns = disco__sec_to_ns(seconds);
     if (disco_current_task()) {
         disco__waiter w;

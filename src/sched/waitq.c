@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 #include "sched/futex.h"
+#include "sched/nowait.h"
 #include "sched/sched.h"
 
 void disco__waiter_init(disco__waiter *w)
@@ -13,6 +14,8 @@ void disco__waiter_init(disco__waiter *w)
 
 int disco__waiter_wait(disco__waiter *w)
 {
+    if (disco__nowait_fn && !atomic_load_explicit(&w->signal, memory_order_acquire))
+        disco__nowait_abort("a held disco_mutex, or disco_sync_end before its tasks ended");
     /* acquire: pairs with the release store in disco__waiter_wake, so the
      * waker's result and data are visible. */
     if (w->task) {

@@ -61,6 +61,13 @@ typedef bool (*disco__cancel_fn)(void *arg, disco__waiter *w);
  */
 int disco__waiter_wait_intr(disco__waiter *w, disco__cancel_fn cancel, void *arg);
 
+/* True for the codes with which a wait gives up without its event: the
+ * task was interrupted, or the wait is in a no-wait function (nowait.h). */
+static inline bool disco__wait_refused(int rc)
+{
+    return rc == DISCO_EINTERRUPTED || rc == DISCO_ENOWAIT;
+}
+
 typedef struct disco__waitq {
     disco__spin lock;
     _Atomic size_t n;
