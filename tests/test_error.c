@@ -13,6 +13,8 @@ static void test_strerror_and_names(void **state)
     assert_string_equal(disco_strerror(DISCO_ENOMEM), "out of memory");
     assert_string_equal(disco_strerror(12345), "unknown error");
     assert_string_equal(disco_status_name(DISCO_ETIMEDOUT), "DISCO_ETIMEDOUT");
+    assert_string_equal(disco_status_name(DISCO_ENOWAIT), "DISCO_ENOWAIT");
+    assert_string_equal(disco_strerror(DISCO_ENOWAIT), "a no-wait function cannot wait");
     assert_string_equal(disco_status_name(-999999), "DISCO_UNKNOWN");
     assert_int_equal(DISCO_ENOMEM, -ENOMEM);
     assert_true(DISCO_ECLOSED < -DISCO_ERRNO_OFFSET);

@@ -106,7 +106,10 @@ DISCO_API int disco_register(const char *name, disco_function fn);
  *   - a long computation delays every message behind it.
  * A no-wait call may start before calls that were read before it but have
  * not started yet (they wait for a scheduler thread); calls behind it start
- * after it, and its answer is never held back by a batch.
+ * after it, and its answer is never held back by a batch. All this is for
+ * direct calls: the remotecall family and remote_do, also through a pool.
+ * pmap and closures may run fn from a task of their own on the worker;
+ * there it runs as any function does.
  *
  * Registering and its errors are those of disco_register; registering fn
  * once each way fails with DISCO_EBUSY.
