@@ -18,11 +18,10 @@
 //                                   binds ranks: this process's threads on
 //                                   its first allowed CPU, a worker of its
 //                                   own on the second; the row to hold
-//                                   against BM_mpi_pingpong/shm
-//   BM_remotecall_fetch_nowait_pinned/8
-//                                   the same, the function registered with
-//                                   disco_register_nowait: no task on the
-//                                   worker, the call runs in its progress
+//                                   against BM_mpi_pingpong/shm. Blocks of
+//                                   a no-wait function (no task on the
+//                                   worker, the call runs in its progress)
+//                                   alternate with them: nowait_ns
 //   BM_fi_pingpong/{shm,tcp}        libfabric's own fi_pingpong (RDM
 //                                   endpoints) over the providers disco's ofi
 //                                   transport would use
@@ -472,13 +471,40 @@ void BM_shm_pingpong_rtt(benchmark::State &st)
         st.SkipWithError("the ping-pong peer did not stop cleanly");
 }
 
-// remotecall_fetch of fn bound as mpirun binds MPI's two ranks (one core
-// each): this process's threads on the first CPU it may use, a worker of
-// its own on the second (bound before its scheduler starts). Without
-// binding, the threads of both processes share both CPUs. Reports the
-// median of the blocks' mean round trips; unbinds and removes the worker
-// afterwards.
-void pinned_rtt(benchmark::State &st, disco_function fn)
+// One block of remotecall_fetch(fn) round trips; its mean in ns, or -1 (the
+// error set in st).
+double fetch_block(benchmark::State &st, disco_function fn, int pid, const disco_value *arg,
+                   int block)
+{
+    disco_value r;
+    double t0 = now_s();
+    for (int i = 0; i < block; i++) {
+        if (disco_remotecall_fetch(fn, pid, arg, 1, &r) != 0) {
+            st.SkipWithError(last_error_text().c_str());
+            return -1;
+        }
+        disco_value_free(&r);
+    }
+    return (now_s() - t0) / block * 1e9;
+}
+
+// The median of v (not empty).
+double median(std::vector<double> v)
+{
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+}
+
+// remotecall_fetch bound as mpirun binds MPI's two ranks (one core each):
+// this process's threads on the first CPU it may use, a worker of its own
+// on the second (bound before its scheduler starts). Without binding, the
+// threads of both processes share both CPUs. Blocks of an ordinary function
+// alternate with blocks of a no-wait one (disco_register_nowait: the call
+// runs in the worker's network progress, as an active-message handler
+// would). Reports the medians of the blocks' mean round trips (disco_ns,
+// nowait_ns) and of the pairs' ratio (nowait_gain = ordinary / no-wait);
+// unbinds and removes the worker afterwards.
+void BM_remotecall_fetch_pinned(benchmark::State &st)
 {
     cpu_set_t mine;
     if (sched_getaffinity(0, sizeof(mine), &mine) != 0 || CPU_COUNT(&mine) < 2) {
@@ -504,23 +530,24 @@ void pinned_rtt(benchmark::State &st, disco_function fn)
     CPU_SET(cpu[0], &one);
     const int block = 2000;
     std::vector<uint8_t> payload(static_cast<size_t>(st.range(0)), 0x5a);
-    disco_value arg = disco_bytes(payload.data(), payload.size()), r;
-    std::vector<double> ns;
+    disco_value arg = disco_bytes(payload.data(), payload.size());
+    std::vector<double> ns, nowait_ns, gain;
     if (!bind_all_threads(one))
         st.SkipWithError("cannot bind this process's threads");
-    for (int i = 0; i < block && !st.error_occurred(); i++) { // warm-up
-        if (disco_remotecall_fetch(fn, pid, &arg, 1, &r) != 0)
-            st.SkipWithError(last_error_text().c_str());
-        disco_value_free(&r);
+    if (!st.error_occurred()) { // warm-up
+        fetch_block(st, echo_bytes, pid, &arg, block);
+        fetch_block(st, echo_bytes_nowait, pid, &arg, block);
     }
     for (auto _ : st) {
-        double t0 = now_s();
-        for (int i = 0; i < block && !st.error_occurred(); i++) {
-            if (disco_remotecall_fetch(fn, pid, &arg, 1, &r) != 0)
-                st.SkipWithError(last_error_text().c_str());
-            disco_value_free(&r);
+        if (st.error_occurred())
+            continue;
+        double a = fetch_block(st, echo_bytes, pid, &arg, block);
+        double b = fetch_block(st, echo_bytes_nowait, pid, &arg, block);
+        if (a > 0 && b > 0) {
+            ns.push_back(a);
+            nowait_ns.push_back(b);
+            gain.push_back(a / b);
         }
-        ns.push_back((now_s() - t0) / block * 1e9);
     }
     if (!bind_all_threads(mine) && !st.error_occurred()) // the rows after run unbound
         st.SkipWithError("cannot unbind this process's threads");
@@ -530,18 +557,10 @@ void pinned_rtt(benchmark::State &st, disco_function fn)
         st.SkipWithError(last_error_text().c_str());
     if (ns.empty())
         return;
-    std::sort(ns.begin(), ns.end());
-    st.counters["disco_ns"] = ns[ns.size() / 2];
+    st.counters["disco_ns"] = median(ns);
+    st.counters["nowait_ns"] = median(nowait_ns);
+    st.counters["nowait_gain"] = median(gain);
     st.SetLabel(name);
-}
-
-void BM_remotecall_fetch_pinned(benchmark::State &st) { pinned_rtt(st, echo_bytes); }
-
-// The same with a no-wait function (disco_register_nowait): the call runs
-// in the worker's network progress, as an active-message handler would.
-void BM_remotecall_fetch_nowait_pinned(benchmark::State &st)
-{
-    pinned_rtt(st, echo_bytes_nowait);
 }
 
 // remotecall_fetch against that floor, in alternating blocks of the same
@@ -587,10 +606,6 @@ void BM_remotecall_fetch_over_floor(benchmark::State &st)
         ratio.push_back(disco_ns.back() / floor_ns.back());
     }
     benchmark::DoNotOptimize(sum);
-    auto median = [](std::vector<double> v) {
-        std::sort(v.begin(), v.end());
-        return v[v.size() / 2];
-    };
     st.counters["disco_ns"] = median(disco_ns);
     st.counters["floor_ns"] = median(floor_ns);
     st.counters["ratio"] = median(ratio);
@@ -956,7 +971,6 @@ BENCHMARK(BM_cma_read) SIZES->UseRealTime();
 BENCHMARK(BM_shm_pingpong_rtt)->Arg(8)->UseRealTime();
 BENCHMARK(BM_remotecall_fetch_over_floor)->Arg(8)->Iterations(40)->UseRealTime();
 BENCHMARK(BM_remotecall_fetch_pinned)->Arg(8)->Iterations(100)->UseRealTime();
-BENCHMARK(BM_remotecall_fetch_nowait_pinned)->Arg(8)->Iterations(100)->UseRealTime();
 BENCHMARK_CAPTURE(BM_fi_pingpong, shm, "shm")->Iterations(3)->UseManualTime()
     ->Unit(benchmark::kMicrosecond);
 BENCHMARK_CAPTURE(BM_fi_pingpong, tcp, "tcp")->Iterations(3)->UseManualTime()

@@ -98,11 +98,18 @@ enum {
     W_COND,
     W_FETCH_MASTER,
     W_PMAP,
+    W_JOIN,
     W_NAMED,
     W_INTERRUPTED,
     W_TASKLESS,
     W_COUNT
 };
+
+static int nap_task(void *arg, void **result)
+{
+    (void)arg, (void)result;
+    return disco_sleep(0.05);
+}
 
 static int probe_waits(const disco_value *args, size_t n, disco_value *result)
 {
@@ -141,6 +148,13 @@ static int probe_waits(const disco_value *args, size_t n, disco_value *result)
     PROBE(W_FETCH_MASTER, disco_remotecall_fetch(do_nothing, 1, NULL, 0, NULL));
     PROBE(W_PMAP, disco_pmap(do_nothing, NULL, 0, NULL, NULL));
 #undef PROBE
+    /* A task still napping: the join is refused and the handle stays ours.
+     * (Called as a task, this one may instead run it inline, where its nap
+     * is refused: the join then fails with the task.) */
+    disco_task *t = disco_async(nap_task, NULL);
+    st[W_JOIN] = t ? disco_task_join(t, NULL) : -1;
+    if (t && st[W_JOIN] == DISCO_ENOWAIT)
+        disco_task_detach(t);
     disco_yield(); /* does nothing */
     st[W_NAMED] = named;
     st[W_INTERRUPTED] = disco_interrupted();
@@ -304,6 +318,10 @@ static void check_probe(const disco_value *r, bool remote)
     assert_int_equal(st[W_COND], DISCO_ENOWAIT);
     assert_int_equal(st[W_FETCH_MASTER], DISCO_ENOWAIT);
     assert_int_equal(st[W_PMAP], DISCO_ENOWAIT);
+    if (remote) /* never run inline by the worker's loop, which is no task */
+        assert_int_equal(st[W_JOIN], DISCO_ENOWAIT);
+    else
+        assert_int_not_equal(st[W_JOIN], 0);
     assert_int_equal(st[W_NAMED], 7); /* every refusal named the function */
     assert_int_equal(st[W_INTERRUPTED], 0);
     if (remote) /* run by the worker's progress, not as a task */
