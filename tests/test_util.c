@@ -11,7 +11,7 @@
 
 #include "test_util.h"
 
-int test_run_self(const char *self, const char *mode, char *buf, size_t len)
+pid_t test_spawn_self(const char *self, const char *mode, char *buf, size_t len)
 {
     int fds[2];
     if (pipe(fds) != 0)
@@ -32,8 +32,15 @@ int test_run_self(const char *self, const char *mode, char *buf, size_t len)
             break;
     buf[used] = '\0';
     close(fds[0]);
+    return pid;
+}
+
+int test_run_self(const char *self, const char *mode, char *buf, size_t len)
+{
+    pid_t pid = test_spawn_self(self, mode, buf, len);
     int status = 0;
-    waitpid(pid, &status, 0);
+    if (pid < 0 || waitpid(pid, &status, 0) != pid)
+        return -1;
     return status;
 }
 

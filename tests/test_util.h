@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/types.h>
 
 #include <cmocka.h>
 
@@ -34,6 +35,10 @@ static inline long test_scaled(long n)
  * stderr.
  */
 int test_run_self(const char *self, const char *mode, char *buf, size_t len);
+
+/* The same without the reaping: returns the child's pid (-1 on failure)
+ * once its stderr has closed, for the caller to waitpid. */
+pid_t test_spawn_self(const char *self, const char *mode, char *buf, size_t len);
 
 /* Seconds on the wall clock, the one file times are on. */
 double test_wall_s(void);

@@ -1,5 +1,7 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* disco_init (the worker's life) and disco_finalize. */
+#include <errno.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -39,6 +41,42 @@ static void die(const char *what)
     exit(1);
 }
 
+/* The process that started this worker: the master, for a local worker. */
+static pid_t parent;
+
+/* Whether process pid has ended (a zombie has: only its reaping is left). */
+static bool ended(pid_t pid)
+{
+    if (kill(pid, 0) != 0)
+        return errno == ESRCH;
+    char path[32], buf[256];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    const char *close = strrchr(buf, ')'); /* after the command's name */
+    return close && close[1] == ' ' && close[2] == 'Z';
+}
+
+/* A local master killed hard leaves what only its transports' close would
+ * have removed (libfabric's shm region in /dev/shm, named after its pid):
+ * its workers remove it as they go, once the master has ended. Its fds
+ * close before it ends (the kernel reparents its children last), so a
+ * worker that lost it without a goodbye waits a little for that; then its
+ * pid is free or a zombie's, and the region the master's. */
+static void clean_after_master(void)
+{
+    if (parent <= 1 || atomic_load(&disco__rt.master_said_goodbye))
+        return;
+    for (int i = 0; i < 100 && (getppid() == parent || !ended(parent)); i++)
+        usleep(10000);
+    if (getppid() != parent && ended(parent))
+        disco__xports_process_ended(&disco__rt.xports, parent);
+}
+
 /* The watchdog's exits (the master is gone, or never came) first settle
  * the transports, as the main thread's does below: no lock left taken in
  * memory shared with other processes, no libfabric shm region left in
@@ -46,8 +84,10 @@ static void die(const char *what)
 static void watchdog_fired(int reason, void *arg)
 {
     (void)arg;
-    if (atomic_load_explicit(&disco__rt.up, memory_order_acquire))
+    if (atomic_load_explicit(&disco__rt.up, memory_order_acquire)) {
+        clean_after_master();
         disco__xports_quiesce(&disco__rt.xports);
+    }
     disco__worker_watchdog_exit(reason);
 }
 
@@ -57,6 +97,7 @@ int disco_init(int *argc, char ***argv)
         return 0; /* the master: everything starts on demand */
     disco__rt.worker = true;
     disco__rt.myid = 0; /* until the master's JOIN names us */
+    parent = getppid();
     char cookie[DISCO_CLUSTER_COOKIE_MAX + 1];
     if (disco__worker_read_cookie(cookie, sizeof(cookie)) != 0)
         die("reading the cookie");
@@ -80,6 +121,7 @@ int disco_init(int *argc, char ***argv)
         ; /* EINTR */
     fflush(stdout);
     fflush(stderr);
+    clean_after_master();
     disco__xports_quiesce(&disco__rt.xports);
     _exit(0); /* calls in flight die with us, as in Julia */
 }

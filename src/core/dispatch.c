@@ -548,8 +548,10 @@ static int handle_frame(disco__peer *p, const disco__frame_header *h,
         disco__running_interrupt_all();
         return 0;
     case DISCO__FRAME_SHUTDOWN:
-        if (disco__rt.worker && p->pid == 1)
+        if (disco__rt.worker && p->pid == 1) {
+            atomic_store(&disco__rt.master_said_goodbye, true);
             sem_post(&disco__rt.master_gone);
+        }
         return 0;
     default:
         return disco_error_set(DISCO_EPROTO, "unexpected %s frame",

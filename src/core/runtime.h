@@ -138,6 +138,7 @@ typedef struct disco__runtime {
      * worker's whole life and must not spin (DISCO_PROGRESS=poll makes
      * disco's waits spin). */
     sem_t master_gone;
+    atomic_bool master_said_goodbye; /* worker: SHUTDOWN came before that */
 } disco__runtime;
 
 extern disco__runtime disco__rt;
