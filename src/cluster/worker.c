@@ -57,8 +57,8 @@ static bool ended(pid_t pid)
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
-    const char *close = strrchr(buf, ')'); /* after the command's name */
-    return close && close[1] == ' ' && close[2] == 'Z';
+    const char *name_end = strrchr(buf, ')'); /* the state follows the name */
+    return name_end && name_end[1] == ' ' && name_end[2] == 'Z';
 }
 
 /* A local master killed hard leaves what only its transports' close would

@@ -27,10 +27,10 @@ void disco__running_leave(disco__running *r);
  * task, as one of the running calls: an interruption while it runs fails
  * the call with DISCO_EINTERRUPTED whatever fn returns (C cannot tell
  * whether fn handled it). A no-wait function (nowait) runs instead in a
- * no-wait region (sched/nowait.h), not interruptible. With effect_only (remote_do) a failure is printed
- * on stderr, since nobody else hears of it. Returns fn's status, the error
- * in the last-error slot; *result as fn left it (see
- * disco__call_result_free).
+ * no-wait region (sched/nowait.h), not interruptible. With effect_only
+ * (remote_do) a failure is printed on stderr, since nobody else hears of
+ * it. Returns fn's status, the error in the last-error slot; *result as fn
+ * left it (see disco__call_result_free).
  */
 int disco__call_invoke(disco_function fn, const char *name, bool nowait,
                        const disco_value *args, bool effect_only, disco_value *result);
